@@ -1,0 +1,329 @@
+//! `dapt`: domain-adaptive pre-training as a resumable DAG.
+//!
+//! Exit codes: 0 success; 1 a stage failed or another runtime error; 2 the pipeline
+//! file (or the command line) is invalid; 3 another run holds the work directory.
+
+mod kinds;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use dapt_dag::{Engine, Pipeline, Registry, RunError, RunOptions, State};
+
+#[derive(Parser)]
+#[command(
+    name = "dapt",
+    version,
+    about = "Domain-adaptive pre-training as a resumable DAG"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(clap::Args)]
+struct PipelineArg {
+    /// The pipeline file.
+    #[arg(
+        short = 'c',
+        long = "config",
+        default_value = "pipeline.toml",
+        global = true
+    )]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the stale stages (all, or STAGES and what they need) in dependency order.
+    Run {
+        /// Stages to bring up to date, with everything upstream of them.
+        stages: Vec<String>,
+        /// Rerun this stage and everything downstream of it.
+        #[arg(long, value_name = "STAGE")]
+        from: Vec<String>,
+        /// Rerun these stages even if fresh.
+        #[arg(long, value_name = "STAGE", num_args = 1..)]
+        force: Vec<String>,
+        /// Show what would run, and why, without running anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// After a failure, finish the branches that do not depend on it.
+        #[arg(long)]
+        keep_going: bool,
+        #[command(flatten)]
+        pipeline: PipelineArg,
+    },
+    /// Show every stage as fresh, stale (with why), failed (with the error) or never-run.
+    Status {
+        /// Print a JSON array of {stage, state, reason}.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        pipeline: PipelineArg,
+    },
+    /// Print the stage graph as a tree, or as Graphviz DOT.
+    Graph {
+        #[arg(long)]
+        dot: bool,
+        #[command(flatten)]
+        pipeline: PipelineArg,
+    },
+    /// Delete the outputs and state of STAGES (all when none), so they run again.
+    Clean {
+        stages: Vec<String>,
+        #[command(flatten)]
+        pipeline: PipelineArg,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let registry = kinds::registry();
+    match run(cli.command, &registry) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load(arg: &PipelineArg, registry: &Registry) -> Result<Pipeline, ExitCode> {
+    Pipeline::load(&arg.config, registry).map_err(|errors| {
+        eprintln!("{errors}");
+        eprintln!(
+            "{} problem(s) in {}; nothing was run",
+            errors.errors.len(),
+            errors.file.display()
+        );
+        ExitCode::from(2)
+    })
+}
+
+fn run(cmd: Cmd, registry: &Registry) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Cmd::Run {
+            stages,
+            from,
+            force,
+            dry_run,
+            keep_going,
+            pipeline,
+        } => {
+            let pipeline = match load(&pipeline, registry) {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            let options = RunOptions {
+                targets: stages,
+                from,
+                force,
+                dry_run,
+                keep_going,
+            };
+            let observer = progress::RunProgress::new();
+            let summary = match Engine::new(&pipeline, registry).run(&options, &observer) {
+                Ok(s) => s,
+                Err(e @ RunError::Lock(_)) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(3));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if let Some(holder) = &summary.took_over_lock {
+                eprintln!("note: took over the lock left by a run that died ({holder})");
+            }
+            print!("{}", progress::summary_table(&summary));
+            if summary.failed() {
+                let failed: Vec<&str> = summary
+                    .stages
+                    .iter()
+                    .filter(|(_, o)| matches!(o, dapt_dag::Outcome::Failed(_)))
+                    .map(|(n, _)| n.as_str())
+                    .collect();
+                eprintln!(
+                    "error: stage(s) failed: {}; fix the cause and run again (finished stages are kept)",
+                    failed.join(", ")
+                );
+                return Ok(ExitCode::from(1));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Status { json, pipeline } => {
+            let pipeline = match load(&pipeline, registry) {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            let status = Engine::new(&pipeline, registry).status();
+            if json {
+                let rows: Vec<serde_json::Value> = status
+                    .iter()
+                    .map(|(stage, state)| {
+                        serde_json::json!({"stage": stage, "state": state.label(), "reason": state.reason()})
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                let mut rows = vec![[
+                    "STAGE".to_string(),
+                    "KIND".into(),
+                    "STATE".into(),
+                    "WHY".into(),
+                ]];
+                for (stage, state) in &status {
+                    let kind = pipeline.stage(stage).map_or("", |s| s.kind.as_str());
+                    let why = match state {
+                        State::NeverRun(None) => String::new(),
+                        s => s.reason().lines().next().unwrap_or("").to_string(),
+                    };
+                    rows.push([stage.clone(), kind.into(), state.label().into(), why]);
+                }
+                print!("{}", table(&rows));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Graph { dot, pipeline } => {
+            let pipeline = match load(&pipeline, registry) {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            print!(
+                "{}",
+                if dot {
+                    graph_dot(&pipeline)
+                } else {
+                    graph_tree(&pipeline)
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Clean { stages, pipeline } => {
+            let pipeline = match load(&pipeline, registry) {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            match Engine::new(&pipeline, registry).clean(&stages) {
+                Ok(cleaned) => {
+                    println!("cleaned: {}", cleaned.join(", "));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e @ RunError::Lock(_)) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(3))
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+}
+
+/// The stage graph as a tree from the stages with no inputs; a stage reached again
+/// through another path is shown once and then marked `(*)`, as `cargo tree` does.
+fn graph_tree(pipeline: &Pipeline) -> String {
+    fn walk(
+        graph: &dapt_dag::graph::Graph,
+        pipeline: &Pipeline,
+        name: &str,
+        prefix: &str,
+        last: bool,
+        root: bool,
+        seen: &mut std::collections::HashSet<String>,
+        out: &mut String,
+    ) {
+        let kind = pipeline.stage(name).map_or("", |s| s.kind.as_str());
+        let branch = if root {
+            ""
+        } else if last {
+            "└── "
+        } else {
+            "├── "
+        };
+        let repeat = !seen.insert(name.to_string());
+        out.push_str(&format!(
+            "{prefix}{branch}{name} ({kind}){}\n",
+            if repeat { " (*)" } else { "" }
+        ));
+        if repeat {
+            return;
+        }
+        let children: Vec<&str> = graph.dependents(name).collect();
+        let child_prefix = if root {
+            prefix.to_string()
+        } else {
+            format!("{prefix}{}", if last { "    " } else { "│   " })
+        };
+        for (i, child) in children.iter().enumerate() {
+            walk(
+                graph,
+                pipeline,
+                child,
+                &child_prefix,
+                i + 1 == children.len(),
+                false,
+                seen,
+                out,
+            );
+        }
+    }
+    let graph = pipeline.graph();
+    let mut out = String::new();
+    let mut seen = std::collections::HashSet::new();
+    for stage in pipeline.stages.iter().filter(|s| s.inputs.is_empty()) {
+        walk(
+            &graph,
+            pipeline,
+            &stage.name,
+            "",
+            true,
+            true,
+            &mut seen,
+            &mut out,
+        );
+    }
+    out
+}
+
+fn graph_dot(pipeline: &Pipeline) -> String {
+    let mut out = format!(
+        "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box];\n",
+        pipeline.name
+    );
+    for stage in &pipeline.stages {
+        out.push_str(&format!(
+            "  \"{}\" [label=\"{}\\n({})\"];\n",
+            stage.name, stage.name, stage.kind
+        ));
+        for input in &stage.inputs {
+            out.push_str(&format!("  \"{input}\" -> \"{}\";\n", stage.name));
+        }
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// Left-aligned columns; the last column is not padded.
+fn table<const N: usize>(rows: &[[String; N]]) -> String {
+    let widths: Vec<usize> = (0..N)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(c, cell)| {
+                if c + 1 == N {
+                    cell.clone()
+                } else {
+                    format!("{cell:<w$}", w = widths[c])
+                }
+            })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}

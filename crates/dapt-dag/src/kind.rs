@@ -1,0 +1,248 @@
+//! Stage kinds: the one trait every kind implements, the registry of kinds, and the
+//! context a kind runs in (paths, progress, resumable shards).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use serde::de::DeserializeOwned;
+
+use crate::config::{Pipeline, StageSpec};
+use crate::fsutil::atomic_write;
+use crate::manifest::{Conservation, StageDir};
+
+/// One kind of stage (`command`, `ingest`, `clean`, …): one module, one impl.
+pub trait StageKind: Send + Sync {
+    /// The `kind = "…"` name.
+    fn name(&self) -> &'static str;
+
+    /// Bump when the kind's outputs change for the same inputs and parameters;
+    /// every stage of the kind becomes stale.
+    fn version(&self) -> u32;
+
+    /// Validates the stage's parameters (its table without `kind`, `inputs`,
+    /// `corpora`). Usually `parse_params::<MyParams>(params).map(drop)`.
+    fn check(&self, params: &toml::Table) -> Result<(), Vec<ParamError>>;
+
+    /// Files the stage reads besides upstream outputs; their contents are part of
+    /// the fingerprint. Directories are walked.
+    fn deps(&self, stage: &StageSpec, pipeline: &Pipeline) -> anyhow::Result<Vec<PathBuf>> {
+        let _ = (stage, pipeline);
+        Ok(Vec::new())
+    }
+
+    /// Outputs the stage writes outside its managed `out/` directory (paths
+    /// relative to the pipeline root). Most kinds write only to `ctx.out_dir`.
+    fn declared_outputs(&self, stage: &StageSpec, pipeline: &Pipeline) -> Vec<PathBuf> {
+        let _ = (stage, pipeline);
+        Vec::new()
+    }
+
+    /// Does the work. Write outputs under `ctx.out_dir` (or the declared outputs);
+    /// use [`StageContext::for_each_shard`] so a killed run resumes mid-stage.
+    fn run(&self, ctx: &StageContext) -> anyhow::Result<RunReport>;
+}
+
+/// What a finished stage reports for its manifest.
+#[derive(Debug, Default, Clone)]
+pub struct RunReport {
+    pub counts: BTreeMap<String, serde_json::Value>,
+    /// Stages that drop documents report this; the engine refuses to mark the stage
+    /// done unless `input == kept + rejected`.
+    pub conservation: Option<Conservation>,
+}
+
+/// A problem with one key of a stage's (or corpus's) table.
+#[derive(Debug, Clone)]
+pub struct ParamError {
+    /// Key path relative to the table, e.g. `filters.min_words`.
+    pub key: String,
+    pub message: String,
+    /// The key itself is wrong (points at the key rather than the value).
+    pub unknown_key: bool,
+}
+
+/// Deserialises a parameter table into `P`, reporting every unknown key and the
+/// first type error, each with its key path. `P` should not use
+/// `deny_unknown_fields`: unknown keys are collected here, all of them.
+pub fn parse_params<P: DeserializeOwned>(params: &toml::Table) -> Result<P, Vec<ParamError>> {
+    let mut errors = Vec::new();
+    let mut track = serde_path_to_error::Track::new();
+    let value = toml::Value::Table(params.clone());
+    let tracked = serde_path_to_error::Deserializer::new(value, &mut track);
+    let parsed = serde_ignored::deserialize(tracked, |path| {
+        errors.push(ParamError {
+            key: path.to_string(),
+            message: format!("unknown key `{path}`"),
+            unknown_key: true,
+        })
+    });
+    match parsed {
+        Ok(p) if errors.is_empty() => Ok(p),
+        Ok(_) => Err(errors),
+        Err(e) => {
+            let key = track.path().to_string();
+            let key = if key == "." { String::new() } else { key };
+            errors.push(ParamError {
+                message: e.message().to_string(),
+                key,
+                unknown_key: false,
+            });
+            Err(errors)
+        }
+    }
+}
+
+/// A corpus schema: validates `[corpora.NAME]` tables.
+pub type CorpusCheck = fn(&toml::Table) -> Result<(), Vec<ParamError>>;
+
+/// The stage kinds a pipeline may use.
+#[derive(Default)]
+pub struct Registry {
+    kinds: BTreeMap<&'static str, Box<dyn StageKind>>,
+    corpus_check: Option<CorpusCheck>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn register(&mut self, kind: impl StageKind + 'static) -> &mut Self {
+        self.kinds.insert(kind.name(), Box::new(kind));
+        self
+    }
+
+    pub fn set_corpus_check(&mut self, check: CorpusCheck) -> &mut Self {
+        self.corpus_check = Some(check);
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&dyn StageKind> {
+        self.kinds.get(name).map(|k| k.as_ref())
+    }
+
+    pub fn kind_names(&self) -> Vec<&'static str> {
+        self.kinds.keys().copied().collect()
+    }
+
+    pub fn check_corpus(&self, corpus: &toml::Table) -> Result<(), Vec<ParamError>> {
+        self.corpus_check.map_or(Ok(()), |check| check(corpus))
+    }
+}
+
+/// Receives progress from running stages (the CLI draws bars or log lines).
+pub trait Observer: Sync {
+    fn started(&self, stage: &str, why: &str);
+    /// `done` of `total` units (`docs`, `bytes`, `shards`, …) finished.
+    fn progress(&self, stage: &str, done: u64, total: Option<u64>, unit: &str);
+    fn finished(&self, stage: &str, outcome: &crate::runner::Outcome);
+}
+
+/// Everything a stage kind sees while it runs.
+pub struct StageContext<'a> {
+    pub pipeline: &'a Pipeline,
+    pub stage: &'a StageSpec,
+    /// Empty on a fresh attempt; holds finished shards' files on a resumed one.
+    /// Renamed to the stage's `out/` when the run succeeds.
+    pub out_dir: PathBuf,
+    /// Whether this attempt continues an interrupted one.
+    pub resumed: bool,
+    pub(crate) dir: StageDir,
+    pub(crate) workdir: PathBuf,
+    pub(crate) observer: &'a dyn Observer,
+    pub(crate) progress: Mutex<(u64, Option<u64>, &'static str)>,
+    pub(crate) shards: Mutex<Option<ShardStats>>,
+}
+
+impl StageContext<'_> {
+    /// The managed output directory of upstream stage `name`.
+    pub fn input_dir(&self, name: &str) -> PathBuf {
+        StageDir::new(&self.workdir, name).out()
+    }
+
+    /// Managed output directories of all upstream stages, in `inputs` order.
+    pub fn input_dirs(&self) -> Vec<(String, PathBuf)> {
+        self.stage
+            .inputs
+            .iter()
+            .map(|n| (n.clone(), self.input_dir(n)))
+            .collect()
+    }
+
+    pub fn set_progress_total(&self, total: u64, unit: &'static str) {
+        let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        *p = (p.0, Some(total), unit);
+        self.observer.progress(&self.stage.name, p.0, p.1, unit);
+    }
+
+    pub fn add_progress(&self, n: u64) {
+        let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        p.0 += n;
+        self.observer.progress(&self.stage.name, p.0, p.1, p.2);
+    }
+
+    /// Runs `work(i)` for each shard `0..count` not finished by an earlier attempt,
+    /// up to `jobs` at a time, and marks each shard finished once `work` returns
+    /// `Ok`. `work` must write its outputs atomically (see [`crate::fsutil`]). The
+    /// first error stops new shards and is returned, naming the shard.
+    pub fn for_each_shard<F>(&self, count: usize, work: F) -> anyhow::Result<ShardStats>
+    where
+        F: Fn(usize) -> anyhow::Result<()> + Sync,
+    {
+        let marks = self.dir.shard_marks();
+        std::fs::create_dir_all(&marks)?;
+        let mark = |i: usize| marks.join(format!("{i:06}.done"));
+        let todo: Vec<usize> = (0..count).filter(|&i| !mark(i).exists()).collect();
+        let skipped = count - todo.len();
+        self.set_progress_total(count as u64, "shards");
+        self.add_progress(skipped as u64);
+
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+        let threads = self.pipeline.jobs.clamp(1, todo.len().max(1));
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    while !stop.load(Ordering::SeqCst) {
+                        let Some(&i) = todo.get(next.fetch_add(1, Ordering::SeqCst)) else {
+                            break;
+                        };
+                        let result = work(i).and_then(|()| Ok(atomic_write(&mark(i), b"")?));
+                        match result {
+                            Ok(()) => self.add_progress(1),
+                            Err(e) => {
+                                stop.store(true, Ordering::SeqCst);
+                                let mut slot =
+                                    first_error.lock().unwrap_or_else(|e| e.into_inner());
+                                slot.get_or_insert(e.context(format!("shard {i} of {count}")));
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        match first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(e) => Err(e),
+            None => {
+                let stats = ShardStats { count, skipped };
+                *self.shards.lock().unwrap_or_else(|e| e.into_inner()) = Some(stats);
+                Ok(stats)
+            }
+        }
+    }
+
+    /// The pipeline root, where relative paths in parameters resolve.
+    pub fn root(&self) -> &Path {
+        &self.pipeline.root
+    }
+}
+
+/// How much of a sharded stage ran now and how much an earlier attempt finished.
+#[derive(Debug, Clone, Copy)]
+pub struct ShardStats {
+    pub count: usize,
+    pub skipped: usize,
+}

@@ -1,0 +1,143 @@
+//! Stage manifests and failure records: the only state that says a stage is done.
+//!
+//! Layout of a stage's directory, `WORKDIR/stages/NAME/`:
+//!
+//! | path            | written                                  | meaning                                   |
+//! |-----------------|------------------------------------------|-------------------------------------------|
+//! | `manifest.json` | last, atomically, after a successful run | the stage is complete (if it still matches) |
+//! | `failed.json`   | when a run fails                          | the last attempt's error                  |
+//! | `out/`          | renamed into place just before the manifest | the stage's managed outputs             |
+//! | `partial/`      | during a run                             | work of an unfinished attempt: `fingerprint`, `out/`, `shards/N.done` |
+//!
+//! Both JSON files are deleted when an attempt starts, so a killed run never leaves a
+//! manifest that describes outputs it did not finish.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::fingerprint::{FileStamp, Ingredients};
+use crate::fsutil::atomic_write;
+
+/// Paths of one stage's bookkeeping inside the work directory.
+#[derive(Debug, Clone)]
+pub struct StageDir {
+    pub root: PathBuf,
+}
+
+impl StageDir {
+    pub fn new(workdir: &Path, stage: &str) -> Self {
+        StageDir {
+            root: workdir.join("stages").join(stage),
+        }
+    }
+    pub fn manifest(&self) -> PathBuf {
+        self.root.join("manifest.json")
+    }
+    pub fn failure(&self) -> PathBuf {
+        self.root.join("failed.json")
+    }
+    /// Managed outputs of the last successful run.
+    pub fn out(&self) -> PathBuf {
+        self.root.join("out")
+    }
+    pub fn partial(&self) -> PathBuf {
+        self.root.join("partial")
+    }
+    pub fn partial_out(&self) -> PathBuf {
+        self.partial().join("out")
+    }
+    pub fn partial_fingerprint(&self) -> PathBuf {
+        self.partial().join("fingerprint")
+    }
+    pub fn shard_marks(&self) -> PathBuf {
+        self.partial().join("shards")
+    }
+
+    pub fn read_manifest(&self) -> io::Result<Option<Manifest>> {
+        read_json(&self.manifest())
+    }
+    pub fn read_failure(&self) -> io::Result<Option<Failure>> {
+        read_json(&self.failure())
+    }
+    /// Number of finished shards of an interrupted attempt.
+    pub fn finished_shards(&self) -> usize {
+        std::fs::read_dir(self.shard_marks()).map_or(0, |d| d.count())
+    }
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> io::Result<Option<T>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {e} (delete it to rerun the stage)", path.display()),
+            )
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Counts every document-dropping stage reports: `input == kept + rejected` must hold.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Conservation {
+    pub input: u64,
+    pub kept: u64,
+    pub rejected: u64,
+}
+
+/// What a completed stage leaves behind, written last.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub dapt_version: String,
+    pub stage: String,
+    pub fingerprint: String,
+    /// Everything the fingerprint was computed from, so `status` can say what changed.
+    pub ingredients: Ingredients,
+    pub outputs: Vec<FileStamp>,
+    /// Digest of `outputs`; downstream fingerprints include it.
+    pub output_digest: String,
+    #[serde(default)]
+    pub counts: BTreeMap<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conservation: Option<Conservation>,
+    pub started_at: String,
+    pub seconds: f64,
+    /// Shards the stage was split into, and how many an interrupted attempt had finished.
+    pub shards: usize,
+    pub shards_resumed: usize,
+}
+
+impl Manifest {
+    pub fn write(&self, dir: &StageDir) -> io::Result<()> {
+        let json = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
+        atomic_write(&dir.manifest(), &json)
+    }
+}
+
+/// The error of a stage's last failed attempt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Failure {
+    pub stage: String,
+    pub fingerprint: String,
+    pub error: String,
+    pub at: String,
+}
+
+impl Failure {
+    pub fn write(&self, dir: &StageDir) -> io::Result<()> {
+        let json = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
+        atomic_write(&dir.failure(), &json)
+    }
+}
+
+/// Seconds since the Unix epoch, as text (no time-zone crate needed for a log stamp).
+pub fn now_stamp() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}.{:03}", d.as_secs(), d.subsec_millis())
+}
