@@ -223,67 +223,44 @@ fn run(cmd: Cmd, registry: &Registry) -> anyhow::Result<ExitCode> {
 /// The stage graph as a tree from the stages with no inputs; a stage reached again
 /// through another path is shown once and then marked `(*)`, as `cargo tree` does.
 fn graph_tree(pipeline: &Pipeline) -> String {
-    fn walk(
-        graph: &dapt_dag::graph::Graph,
-        pipeline: &Pipeline,
-        name: &str,
-        prefix: &str,
-        last: bool,
-        root: bool,
-        seen: &mut std::collections::HashSet<String>,
-        out: &mut String,
-    ) {
-        let kind = pipeline.stage(name).map_or("", |s| s.kind.as_str());
-        let branch = if root {
-            ""
-        } else if last {
-            "└── "
-        } else {
-            "├── "
-        };
-        let repeat = !seen.insert(name.to_string());
-        out.push_str(&format!(
-            "{prefix}{branch}{name} ({kind}){}\n",
-            if repeat { " (*)" } else { "" }
-        ));
-        if repeat {
-            return;
-        }
-        let children: Vec<&str> = graph.dependents(name).collect();
-        let child_prefix = if root {
-            prefix.to_string()
-        } else {
-            format!("{prefix}{}", if last { "    " } else { "│   " })
-        };
-        for (i, child) in children.iter().enumerate() {
-            walk(
-                graph,
-                pipeline,
-                child,
-                &child_prefix,
-                i + 1 == children.len(),
-                false,
-                seen,
-                out,
-            );
+    struct Tree<'a> {
+        pipeline: &'a Pipeline,
+        graph: dapt_dag::graph::Graph,
+        seen: std::collections::HashSet<String>,
+        out: String,
+    }
+    impl Tree<'_> {
+        /// `branch` is `None` for a root, else whether `name` is its parent's last child.
+        fn walk(&mut self, name: &str, prefix: &str, branch: Option<bool>) {
+            let kind = self.pipeline.stage(name).map_or("", |s| s.kind.as_str());
+            let (connector, child_prefix) = match branch {
+                None => ("", prefix.to_string()),
+                Some(true) => ("└── ", format!("{prefix}    ")),
+                Some(false) => ("├── ", format!("{prefix}│   ")),
+            };
+            let repeat = !self.seen.insert(name.to_string());
+            let mark = if repeat { " (*)" } else { "" };
+            self.out
+                .push_str(&format!("{prefix}{connector}{name} ({kind}){mark}\n"));
+            if repeat {
+                return;
+            }
+            let children: Vec<String> = self.graph.dependents(name).map(str::to_string).collect();
+            for (i, child) in children.iter().enumerate() {
+                self.walk(child, &child_prefix, Some(i + 1 == children.len()));
+            }
         }
     }
-    let graph = pipeline.graph();
-    let mut out = String::new();
-    let mut seen = std::collections::HashSet::new();
+    let mut tree = Tree {
+        pipeline,
+        graph: pipeline.graph(),
+        seen: Default::default(),
+        out: String::new(),
+    };
     for stage in pipeline.stages.iter().filter(|s| s.inputs.is_empty()) {
-        walk(
-            &graph,
-            pipeline,
-            &stage.name,
-            "",
-            true,
-            true,
-            &mut seen,
-            &mut out,
-        );
+        tree.walk(&stage.name, "", None);
     }
-    out
+    tree.out
 }
 
 fn graph_dot(pipeline: &Pipeline) -> String {

@@ -74,12 +74,7 @@ impl Pipeline {
     }
 
     pub fn graph(&self) -> Graph {
-        Graph::new(
-            self.stages
-                .iter()
-                .map(|s| (s.name.clone(), s.inputs.clone()))
-                .collect(),
-        )
+        Self::graph_of(&self.stages)
     }
 
     /// Reads, parses and validates a pipeline file.

@@ -96,7 +96,7 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["b.json"]);
-        assert_eq!(files_under(&dir).unwrap(), [path.clone()]);
+        assert_eq!(files_under(&dir).unwrap(), std::slice::from_ref(&path));
         assert_eq!(
             hash_file(&path).unwrap(),
             blake3::hash(b"second").to_hex().to_string()

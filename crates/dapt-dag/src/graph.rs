@@ -68,6 +68,11 @@ impl Graph {
                             .map(|&p| g.nodes[p].0.clone())
                             .collect();
                         cycle.reverse();
+                        // Start at the stage defined first, so the report is stable.
+                        let first = (0..cycle.len())
+                            .min_by_key(|&k| g.index[&cycle[k]])
+                            .unwrap_or(0);
+                        cycle.rotate_left(first);
                         return Some(cycle);
                     }
                     Mark::New => {

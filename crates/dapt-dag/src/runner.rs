@@ -221,6 +221,13 @@ impl<'a> Engine<'a> {
                     "interrupted with {} shard(s) finished; the next run resumes",
                     dir.finished_shards()
                 ))),
+                Ok(None) if !upstream_reasons.is_empty() => State::NeverRun(Some(
+                    upstream_reasons
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )),
                 Ok(None) => State::NeverRun(None),
             };
             return Evaluation {
@@ -425,8 +432,19 @@ impl<'a> Engine<'a> {
                 outcomes.insert(name, outcome);
             }
         });
+        // `pending` is in topological order, so inputs are settled before dependents.
         for name in pending {
-            outcomes.entry(name).or_insert(Outcome::Skipped);
+            let failed_input = self.spec(&name).inputs.iter().find(|n| {
+                matches!(
+                    outcomes.get(*n),
+                    Some(Outcome::Failed(_) | Outcome::Blocked(_))
+                )
+            });
+            let outcome = match failed_input {
+                Some(input) => Outcome::Blocked(format!("upstream {input} did not finish")),
+                None => Outcome::Skipped,
+            };
+            outcomes.insert(name, outcome);
         }
         Ok(RunSummary {
             stages: order

@@ -1,0 +1,36 @@
+# dapt tasks. `just pipeline` runs everything; `just test` is what CI runs.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+dapt_release := "target/release/dapt"
+
+# List the recipes.
+default:
+    @just --list
+
+# Build in release mode, fetch the data, and run the whole pipeline.
+pipeline: build data
+    {{dapt_release}} run -c pipeline.toml
+
+# Release build of the dapt binary.
+build:
+    cargo build --release -p dapt-cli
+
+# Fill data/raw/ from $DAPT_DATA_MIRROR (verified against its MANIFEST.sha256).
+data:
+    scripts/fetch-data.sh data/raw
+
+# Every test: unit, integration, end-to-end on slices of the real corpora.
+test:
+    cargo test --workspace --no-fail-fast
+
+# Benchmarks (speed and memory goals are checked here, not in timed tests).
+bench: build
+    scripts/bench-noop-run.sh {{dapt_release}}
+
+fmt:
+    cargo fmt --all
+
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,100 @@
+//! Invalid pipeline files: every problem reported with file:line:column and its
+//! key, exit code 2, nothing run.
+
+mod support;
+
+use support::*;
+
+/// Asserts `dapt status` rejects the pipeline, naming each `(line, col, needle)`.
+fn assert_rejected(pipeline: &str, expected: &[(usize, usize, &str)]) {
+    let sb = Sandbox::new(pipeline);
+    for args in [&["status"][..], &["run"][..]] {
+        let out = sb.dapt_expect(args, 2);
+        let err = stderr(&out);
+        for (line, col, needle) in expected {
+            let location = format!("pipeline.toml:{line}:{col}: error");
+            assert!(
+                err.lines()
+                    .any(|l| l.contains(&location) && l.contains(needle)),
+                "no `{location} ... {needle}` in:\n{err}"
+            );
+        }
+        assert!(
+            err.contains(&format!("{} problem(s)", expected.len())),
+            "{err}"
+        );
+    }
+    assert!(
+        !sb.path(".dapt").exists(),
+        "an invalid pipeline must not touch the workdir"
+    );
+}
+
+#[test]
+fn a_cycle_is_printed() {
+    let text = header("cycle", 1)
+        + &stage("a", &["c"], "")
+        + &stage("b", &["a"], "")
+        + &stage("c", &["b"], "");
+    // Stage `a` starts on line 5; its `inputs` value is on line 7, column 10.
+    assert_rejected(&text, &[(7, 10, "dependency cycle: a -> b -> c -> a")]);
+}
+
+#[test]
+fn unknown_keys_missing_inputs_wrong_types_and_kinds_are_all_reported() {
+    let text = r#"[pipeline]
+name = "bad"
+jobs = "two"
+colour = 1
+
+[stages.a]
+kind = "command"
+cmd = "true"
+threshhold = 3
+
+[stages.b]
+kind = "command"
+cmd = 5
+inputs = ["a", "missing"]
+
+[stages.c]
+kind = "comand"
+"#;
+    assert_rejected(
+        text,
+        &[
+            (3, 8, "`pipeline.jobs`: expected an integer, found string"),
+            (4, 1, "`pipeline.colour`: unknown key `colour`"),
+            (9, 1, "`stages.a.threshhold`: unknown key `threshhold`"),
+            (
+                13,
+                7,
+                "`stages.b.cmd`: invalid type: integer `5`, expected a string",
+            ),
+            (
+                14,
+                16,
+                "`stages.b.inputs[1]`: input `missing` is not a stage",
+            ),
+            (
+                17,
+                8,
+                "`stages.c.kind`: unknown stage kind `comand` (known kinds:",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn a_syntax_error_and_a_missing_corpus_are_located() {
+    assert_rejected(
+        "[pipeline]\nname = \"x\"\n[stages.a\n",
+        &[(3, 10, "unclosed table")],
+    );
+    let text = header("c", 1)
+        + "[stages.a]\nkind = \"command\"\ncmd = \"true\"\ncorpora = [\"reuters\"]\n";
+    assert_rejected(
+        &text,
+        &[(8, 12, "unknown corpus `reuters` (defined corpora: none)")],
+    );
+}

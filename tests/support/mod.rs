@@ -1,0 +1,143 @@
+//! Helpers for tests that drive the real `dapt` binary on temporary pipelines.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new(pipeline: &str) -> Sandbox {
+        let sandbox = Sandbox {
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        sandbox.write_pipeline(pipeline);
+        sandbox
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write_pipeline(&self, pipeline: &str) {
+        std::fs::write(self.path("pipeline.toml"), pipeline).expect("write pipeline");
+    }
+
+    pub fn edit_pipeline(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(self.path("pipeline.toml")).unwrap();
+        assert!(text.contains(from), "pipeline has no `{from}`");
+        self.write_pipeline(&text.replacen(from, to, 1));
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dapt"));
+        cmd.args(args)
+            .arg("-c")
+            .arg(self.path("pipeline.toml"))
+            .current_dir(self.dir.path());
+        cmd
+    }
+
+    pub fn dapt(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run dapt")
+    }
+
+    /// Runs dapt and asserts it exits with `code`.
+    pub fn dapt_expect(&self, args: &[&str], code: i32) -> Output {
+        let out = self.dapt(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "dapt {args:?} exited {:?}\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            stdout(&out),
+            stderr(&out)
+        );
+        out
+    }
+
+    /// Stage names appended to `runs.log` by the test commands, in order.
+    pub fn runs(&self) -> Vec<String> {
+        std::fs::read_to_string(self.path("runs.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn clear_runs(&self) {
+        let _ = std::fs::remove_file(self.path("runs.log"));
+    }
+
+    /// `dapt status --json` as (stage, state, reason).
+    pub fn status(&self) -> Vec<(String, String, String)> {
+        let out = self.dapt_expect(&["status", "--json"], 0);
+        let rows: Vec<serde_json::Value> =
+            serde_json::from_slice(&out.stdout).expect("status json");
+        rows.iter()
+            .map(|r| {
+                (
+                    r["stage"].as_str().unwrap().to_string(),
+                    r["state"].as_str().unwrap().to_string(),
+                    r["reason"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    pub fn state_of(&self, stage: &str) -> (String, String) {
+        let (_, state, reason) = self
+            .status()
+            .into_iter()
+            .find(|(s, _, _)| s == stage)
+            .expect("stage in status");
+        (state, reason)
+    }
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A `command` stage that logs its run and writes `out/NAME.txt` from its inputs.
+pub fn stage(name: &str, inputs: &[&str], extra: &str) -> String {
+    let inputs_toml: Vec<String> = inputs.iter().map(|i| format!("\"{i}\"")).collect();
+    let deps: Vec<String> = inputs.iter().map(|i| format!("\"out/{i}.txt\"")).collect();
+    let cat: String = inputs.iter().map(|i| format!(" out/{i}.txt")).collect();
+    let content = if inputs.is_empty() {
+        format!("echo {name}")
+    } else {
+        format!("cat{cat}")
+    };
+    format!(
+        "[stages.{name}]\nkind = \"command\"\ninputs = [{}]\ndeps = [{}]\nouts = [\"out/{name}.txt\"]\n\
+         cmd = \"echo {name} >> runs.log && mkdir -p out && ({content}; echo {name}) > out/{name}.txt\"\n{extra}\n",
+        inputs_toml.join(", "),
+        deps.join(", ")
+    )
+}
+
+pub fn header(name: &str, jobs: usize) -> String {
+    format!("[pipeline]\nname = \"{name}\"\njobs = {jobs}\n\n")
+}
+
+pub fn files_in(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
