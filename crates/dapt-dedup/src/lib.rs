@@ -1,0 +1,23 @@
+//! dapt-dedup: finding duplicated and contaminated text.
+//!
+//! - [`text`]: the normalisation every comparison shares (case, punctuation and
+//!   whitespace folded) and the exact-duplicate key.
+//! - [`minhash`]: MinHash signatures over word n-gram shingles and LSH band keys.
+//! - [`clusters`]: union-find over LSH buckets and exact keys, and the deterministic
+//!   choice of which document of a cluster survives.
+//! - [`decontam`]: an n-gram index of evaluation text, to find training documents
+//!   that share an n-gram with it.
+//! - [`store`]: the compact signature file between the two passes of the stage.
+//! - [`quality`]: LSH decisions against exact Jaccard similarity, for precision and
+//!   recall at the threshold.
+
+pub mod clusters;
+pub mod decontam;
+pub mod minhash;
+pub mod quality;
+pub mod store;
+pub mod text;
+
+pub use clusters::{Decision, Member, resolve};
+pub use decontam::NgramIndex;
+pub use minhash::{MinHashConfig, MinHasher, Signature};
