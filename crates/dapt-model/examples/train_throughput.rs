@@ -1,0 +1,115 @@
+//! Training throughput of the reference small config (4 layers, d 256, 4 heads, T 128, B 8,
+//! vocab 8192) through the real training loop.
+//!
+//! `cargo run --release -p dapt-model --example train_throughput -- [DEVICE] [STEPS]`
+
+use std::ops::ControlFlow;
+
+use anyhow::Result;
+use dapt_model::{
+    BatchSource, GptConfig, Initialization, StepRecord, TrainConfig, TrainObserver, TrainRun,
+    device_from_name, train,
+};
+
+/// Pseudo-random token ids (throughput does not depend on the data).
+struct RandomTokens {
+    state: u64,
+    vocab: u64,
+}
+
+impl BatchSource for RandomTokens {
+    fn next_batch(&mut self, batch: usize, seq_len: usize) -> Result<Vec<u32>> {
+        Ok((0..batch * (seq_len + 1))
+            .map(|_| {
+                self.state = self
+                    .state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((self.state >> 33) % self.vocab) as u32
+            })
+            .collect())
+    }
+    fn state(&self) -> serde_json::Value {
+        self.state.into()
+    }
+    fn restore(&mut self, state: &serde_json::Value) -> Result<()> {
+        self.state = state.as_u64().unwrap_or_default();
+        Ok(())
+    }
+}
+
+/// Tokens/s per step, and the last loss (printed exactly, to compare runs bit for bit).
+#[derive(Default)]
+struct Rates(Vec<f64>, f64);
+
+impl TrainObserver for Rates {
+    fn on_step(&mut self, record: &StepRecord) -> ControlFlow<()> {
+        eprintln!(
+            "step {:>3}  loss {:.3}  {:>8.0} tokens/s",
+            record.step, record.train_loss, record.tokens_per_s
+        );
+        self.0.push(record.tokens_per_s);
+        self.1 = record.train_loss;
+        ControlFlow::Continue(())
+    }
+}
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let device_name = args.next().unwrap_or_else(|| "cpu".into());
+    let steps: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(8);
+    let model = GptConfig {
+        vocab_size: 8192,
+        n_layer: 4,
+        n_head: 4,
+        d_model: 256,
+        context: 128,
+        dropout: 0.0,
+        tie_embeddings: true,
+    };
+    let config = TrainConfig {
+        seed: 0,
+        batch_size: 8,
+        seq_len: 128,
+        grad_accum_steps: 1,
+        max_steps: steps,
+        peak_lr: 3e-4,
+        min_lr: 3e-5,
+        warmup_steps: 2,
+        optimizer: Default::default(),
+        grad_clip: Some(1.0),
+        eval_every: 0,
+        eval_batches: 1,
+        checkpoint_every: 0,
+        keep_checkpoints: 1,
+    };
+    let dir = std::env::temp_dir().join(format!("dapt-throughput-{}", std::process::id()));
+    let mut rates = Rates::default();
+    train(
+        TrainRun {
+            dir: &dir,
+            model: &model,
+            config: &config,
+            init: Initialization::Scratch,
+            device: &device_from_name(&device_name)?,
+        },
+        &mut RandomTokens {
+            state: 1,
+            vocab: 8192,
+        },
+        &mut [],
+        &mut rates,
+    )?;
+    std::fs::remove_dir_all(&dir)?;
+    // Skip the first two steps (allocation warm-up).
+    let last_loss = rates.1;
+    let mut steady: Vec<f64> = rates.0.into_iter().skip(2).collect();
+    steady.sort_by(f64::total_cmp);
+    let median = steady.get(steady.len() / 2).copied().unwrap_or(f64::NAN);
+    println!(
+        "{device_name}: {} params, median {median:.0} training tokens/s over {} steps (B8 T128, fp32); last loss {last_loss:?}",
+        model.param_count(),
+        steady.len()
+    );
+    Ok(())
+}

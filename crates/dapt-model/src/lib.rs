@@ -1,0 +1,48 @@
+//! dapt-model: a decoder-only GPT on burn, a resumable step-level training loop with atomic
+//! checkpoints, safetensors export, and evaluation helpers (token NLL for perplexity and bits
+//! per byte, pooled features for probes).
+//!
+//! - [`GptConfig::init`] builds a [`Gpt`]; [`Gpt::forward`] gives logits, [`Gpt::hidden_states`]
+//!   and [`Gpt::mean_pooled`] give features; [`mean_nll`] / [`sum_nll`] / [`per_token_nll`] are
+//!   the losses.
+//! - [`train`] runs (or resumes) a [`TrainRun`], drawing batches from a [`BatchSource`] and
+//!   reporting through a [`TrainObserver`]; see [`checkpoint`] for the on-disk layout.
+//! - [`export_model`] / [`load_exported`] write and read `model.safetensors` + `config.json`.
+//! - [`token_nll`] scores long documents with rolling windows.
+//!
+//! Determinism: on the CPU (flex) backend a run is a pure function of its configs and data; a
+//! killed run resumed from its newest checkpoint ends bit-identical to an uninterrupted one
+//! (tested with dropout on). Weight init uses our own seeded RNG; dropout uses the backend RNG,
+//! reseeded per micro-batch from `(seed, counter)`. That RNG is process-global, so two trainers
+//! with dropout running concurrently in one process perturb each other.
+
+pub mod checkpoint;
+mod config;
+mod device;
+mod eval;
+mod export;
+mod fsutil;
+mod loss;
+mod model;
+mod optim;
+mod params;
+mod rng;
+mod train;
+
+pub use config::GptConfig;
+pub use device::device_from_name;
+pub use eval::{TokenNll, pooled_features, token_nll};
+pub use export::{
+    ARCHITECTURE, CONFIG_FILE, WEIGHTS_FILE, export_model, load_exported, load_safetensors_weights,
+    read_exported_config, weights_to_safetensors,
+};
+pub use loss::{mean_nll, per_token_nll, sum_nll};
+pub use model::{Block, CausalSelfAttention, Gpt, Mlp, ids_tensor};
+pub use optim::{AdamWConfig, LrSchedule};
+pub use train::{
+    BatchSource, Diverged, Initialization, LOG_FILE, Silent, StepRecord, TrainConfig,
+    TrainObserver, TrainOutcome, TrainRun, ValidationSet, train,
+};
+
+/// Re-exported so callers name the same burn types (`Device`, `Tensor`) without a version skew.
+pub use burn;
