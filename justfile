@@ -25,8 +25,10 @@ test:
     cargo test --workspace --no-fail-fast
 
 # Benchmarks (speed and memory goals are checked here, not in timed tests).
-bench: build
+bench: build data
     scripts/bench-noop-run.sh {{dapt_release}}
+    python3 scripts/bench_data.py {{dapt_release}} target/bench
+    scripts/bench-dedup.sh {{dapt_release}} target/bench
 
 fmt:
     cargo fmt --all

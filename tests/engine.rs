@@ -262,25 +262,21 @@ fn sigkill_mid_stage_resumes_at_shard_granularity_with_identical_outputs() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let marks = sb.path(".dapt/stages/parts/partial/shards");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while std::fs::read_dir(&marks).map_or(0, |d| d.count()) < 2 {
+    while finished_shards(&sb, "parts", "command").len() < 2 {
         assert!(Instant::now() < deadline, "no shard finished within 30 s");
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let finished: Vec<String> = std::fs::read_dir(&marks)
-        .unwrap()
-        .map(|e| {
-            e.unwrap()
-                .file_name()
-                .to_string_lossy()
-                .trim_end_matches(".done")
-                .trim_start_matches('0')
+    let finished: Vec<String> = finished_shards(&sb, "parts", "command")
+        .iter()
+        .map(|n| {
+            n.trim_end_matches(".json")
+                .parse::<usize>()
+                .unwrap()
                 .to_string()
         })
-        .map(|s| if s.is_empty() { "0".to_string() } else { s })
         .collect();
     assert!(finished.len() < shards, "killed too late to test resume");
     let (state, reason) = sb.state_of("parts");

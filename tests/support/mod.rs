@@ -97,6 +97,22 @@ impl Sandbox {
     }
 }
 
+/// Finished shards of a stage's interrupted attempt in `phase` (marker files only,
+/// not the temporary file of a marker being written).
+pub fn finished_shards(sb: &Sandbox, stage: &str, phase: &str) -> Vec<String> {
+    let dir = sb.path(&format!(".dapt/stages/{stage}/partial/shards/{phase}"));
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.retain(|n| n.ends_with(".json"));
+    names.sort();
+    names
+}
+
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 a stage failed or another runtime error; 2 the pipeline
 //! file (or the command line) is invalid; 3 another run holds the work directory.
 
+mod inspect;
 mod kinds;
 mod progress;
 
@@ -70,6 +71,14 @@ enum Cmd {
         dot: bool,
         #[command(flatten)]
         pipeline: PipelineArg,
+    },
+    /// Show the schema, row count, per-column summary and first rows of a parquet
+    /// shard, or of every shard under a directory.
+    Inspect {
+        path: PathBuf,
+        /// How many rows to show.
+        #[arg(long, default_value_t = 5)]
+        rows: usize,
     },
     /// Delete the outputs and state of STAGES (all when none), so they run again.
     Clean {
@@ -198,6 +207,10 @@ fn run(cmd: Cmd, registry: &Registry) -> anyhow::Result<ExitCode> {
                     graph_tree(&pipeline)
                 }
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Inspect { path, rows } => {
+            print!("{}", inspect::inspect(&path, rows)?);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Clean { stages, pipeline } => {

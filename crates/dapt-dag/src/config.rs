@@ -297,7 +297,7 @@ impl Validator<'_> {
             let Some(corpus) = self.table(&path, corpus) else {
                 continue;
             };
-            if let Err(errors) = registry.check_corpus(corpus) {
+            if let Err(errors) = registry.check_corpus(name, corpus) {
                 self.param_errors(&path, errors);
             }
             out.insert(name.clone(), corpus.clone());

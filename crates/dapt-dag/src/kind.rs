@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::config::{Pipeline, StageSpec};
@@ -82,20 +83,34 @@ pub fn parse_params<P: DeserializeOwned>(params: &toml::Table) -> Result<P, Vec<
         Ok(p) if errors.is_empty() => Ok(p),
         Ok(_) => Err(errors),
         Err(e) => {
-            let key = track.path().to_string();
-            let key = if key == "." { String::new() } else { key };
+            let path = track.path().to_string();
+            let mut key = if path == "." { String::new() } else { path };
+            let message = e.message().to_string();
+            // A `deny_unknown_fields` struct names the key only in its message;
+            // point at the key itself, as for the keys `serde_ignored` reports.
+            let unknown = message
+                .strip_prefix("unknown field `")
+                .and_then(|rest| rest.split_once('`'))
+                .map(|(field, _)| field.to_string());
+            if let Some(field) = &unknown {
+                key = if key.is_empty() {
+                    field.clone()
+                } else {
+                    format!("{key}.{field}")
+                };
+            }
             errors.push(ParamError {
-                message: e.message().to_string(),
+                message,
                 key,
-                unknown_key: false,
+                unknown_key: unknown.is_some(),
             });
             Err(errors)
         }
     }
 }
 
-/// A corpus schema: validates `[corpora.NAME]` tables.
-pub type CorpusCheck = fn(&toml::Table) -> Result<(), Vec<ParamError>>;
+/// A corpus schema: validates the `[corpora.NAME]` table of corpus `NAME`.
+pub type CorpusCheck = fn(&str, &toml::Table) -> Result<(), Vec<ParamError>>;
 
 /// The stage kinds a pipeline may use.
 #[derive(Default)]
@@ -127,8 +142,9 @@ impl Registry {
         self.kinds.keys().copied().collect()
     }
 
-    pub fn check_corpus(&self, corpus: &toml::Table) -> Result<(), Vec<ParamError>> {
-        self.corpus_check.map_or(Ok(()), |check| check(corpus))
+    pub fn check_corpus(&self, name: &str, corpus: &toml::Table) -> Result<(), Vec<ParamError>> {
+        self.corpus_check
+            .map_or(Ok(()), |check| check(name, corpus))
     }
 }
 
@@ -172,29 +188,39 @@ impl StageContext<'_> {
     }
 
     pub fn set_progress_total(&self, total: u64, unit: &'static str) {
-        let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
-        *p = (p.0, Some(total), unit);
+        let mut p = lock(&self.progress);
+        *p = (0, Some(total), unit);
         self.observer.progress(&self.stage.name, p.0, p.1, unit);
     }
 
     pub fn add_progress(&self, n: u64) {
-        let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        let mut p = lock(&self.progress);
         p.0 += n;
         self.observer.progress(&self.stage.name, p.0, p.1, p.2);
     }
 
-    /// Runs `work(i)` for each shard `0..count` not finished by an earlier attempt,
-    /// up to `jobs` at a time, and marks each shard finished once `work` returns
-    /// `Ok`. `work` must write its outputs atomically (see [`crate::fsutil`]). The
-    /// first error stops new shards and is returned, naming the shard.
-    pub fn for_each_shard<F>(&self, count: usize, work: F) -> anyhow::Result<ShardStats>
+    /// Runs `work(i)` for each shard `0..count` of `phase` not finished by an
+    /// earlier attempt, up to `jobs` at a time. A shard is marked finished, with its
+    /// result, once `work` returns `Ok`; an interrupted run's finished shards are not
+    /// rerun, and their recorded results are returned in their place. `work` must
+    /// write its outputs atomically (see [`crate::fsutil`]). The first error stops new
+    /// shards and is returned, naming the shard. Results come back in shard order.
+    pub fn for_each_shard<T, F>(&self, phase: &str, count: usize, work: F) -> anyhow::Result<Vec<T>>
     where
-        F: Fn(usize) -> anyhow::Result<()> + Sync,
+        T: Serialize + DeserializeOwned + Send,
+        F: Fn(usize) -> anyhow::Result<T> + Sync,
     {
-        let marks = self.dir.shard_marks();
+        let marks = self.dir.shard_marks().join(phase);
         std::fs::create_dir_all(&marks)?;
-        let mark = |i: usize| marks.join(format!("{i:06}.done"));
-        let todo: Vec<usize> = (0..count).filter(|&i| !mark(i).exists()).collect();
+        let mark = |i: usize| marks.join(format!("{i:06}.json"));
+        let mut results: Vec<Option<T>> = (0..count)
+            .map(|i| {
+                std::fs::read(mark(i))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+            })
+            .collect();
+        let todo: Vec<usize> = (0..count).filter(|&i| results[i].is_none()).collect();
         let skipped = count - todo.len();
         self.set_progress_total(count as u64, "shards");
         self.add_progress(skipped as u64);
@@ -202,6 +228,7 @@ impl StageContext<'_> {
         let next = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);
         let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+        let done: Mutex<Vec<(usize, T)>> = Mutex::new(Vec::new());
         let threads = self.pipeline.jobs.clamp(1, todo.len().max(1));
         std::thread::scope(|s| {
             for _ in 0..threads {
@@ -210,34 +237,71 @@ impl StageContext<'_> {
                         let Some(&i) = todo.get(next.fetch_add(1, Ordering::SeqCst)) else {
                             break;
                         };
-                        let result = work(i).and_then(|()| Ok(atomic_write(&mark(i), b"")?));
+                        let result = work(i).and_then(|value| {
+                            atomic_write(&mark(i), &serde_json::to_vec(&value)?)?;
+                            Ok(value)
+                        });
                         match result {
-                            Ok(()) => self.add_progress(1),
+                            Ok(value) => {
+                                lock(&done).push((i, value));
+                                self.add_progress(1);
+                                inject_kill_after_shard();
+                            }
                             Err(e) => {
                                 stop.store(true, Ordering::SeqCst);
-                                let mut slot =
-                                    first_error.lock().unwrap_or_else(|e| e.into_inner());
-                                slot.get_or_insert(e.context(format!("shard {i} of {count}")));
+                                lock(&first_error).get_or_insert(
+                                    e.context(format!("{phase} shard {i} of {count}")),
+                                );
                             }
                         }
                     }
                 });
             }
         });
-        match first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            Some(e) => Err(e),
-            None => {
-                let stats = ShardStats { count, skipped };
-                *self.shards.lock().unwrap_or_else(|e| e.into_inner()) = Some(stats);
-                Ok(stats)
-            }
+        if let Some(e) = first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            return Err(e);
         }
+        for (i, value) in done.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            results[i] = Some(value);
+        }
+        let mut stats = lock(&self.shards);
+        let total = stats.get_or_insert(ShardStats {
+            count: 0,
+            skipped: 0,
+        });
+        total.count += count;
+        total.skipped += skipped;
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every shard has a result"))
+            .collect())
     }
 
     /// The pipeline root, where relative paths in parameters resolve.
     pub fn root(&self) -> &Path {
         &self.pipeline.root
     }
+}
+
+/// Failure injection for tests: with `DAPT_INJECT_KILL_AFTER_SHARDS=N`, the process
+/// aborts (no cleanup, like SIGKILL) right after its N-th shard is marked finished,
+/// so resume can be tested at an exact point instead of by racing a timer.
+fn inject_kill_after_shard() {
+    static MARKED: AtomicUsize = AtomicUsize::new(0);
+    let Some(limit) = std::env::var("DAPT_INJECT_KILL_AFTER_SHARDS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    else {
+        return;
+    };
+    if MARKED.fetch_add(1, Ordering::SeqCst) + 1 >= limit {
+        std::process::abort();
+    }
+}
+
+/// A poisoned lock only means another shard panicked; its data is still usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// How much of a sharded stage ran now and how much an earlier attempt finished.

@@ -7,7 +7,7 @@
 //! | `manifest.json` | last, atomically, after a successful run | the stage is complete (if it still matches) |
 //! | `failed.json`   | when a run fails                          | the last attempt's error                  |
 //! | `out/`          | renamed into place just before the manifest | the stage's managed outputs             |
-//! | `partial/`      | during a run                             | work of an unfinished attempt: `fingerprint`, `out/`, `shards/N.done` |
+//! | `partial/`      | during a run                             | work of an unfinished attempt: `fingerprint`, `out/`, `shards/PHASE/N.json` (each finished shard and its result) |
 //!
 //! Both JSON files are deleted when an attempt starts, so a killed run never leaves a
 //! manifest that describes outputs it did not finish.
@@ -62,10 +62,23 @@ impl StageDir {
     pub fn read_failure(&self) -> io::Result<Option<Failure>> {
         read_json(&self.failure())
     }
-    /// Number of finished shards of an interrupted attempt.
+    /// Number of finished shards of an interrupted attempt, over all phases.
     pub fn finished_shards(&self) -> usize {
-        std::fs::read_dir(self.shard_marks()).map_or(0, |d| d.count())
+        let phases = std::fs::read_dir(self.shard_marks())
+            .into_iter()
+            .flatten()
+            .flatten();
+        phases.map(|p| count_marks(&p.path())).sum()
     }
+}
+
+/// Finished-shard records in `dir` (not the temporary files of one being written).
+pub fn count_marks(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |d| {
+        d.flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .count()
+    })
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> io::Result<Option<T>> {
@@ -106,6 +119,10 @@ pub struct Manifest {
     pub conservation: Option<Conservation>,
     pub started_at: String,
     pub seconds: f64,
+    /// Peak resident memory of the dapt process when the stage finished (stages
+    /// running in parallel share it), from `/proc/self/status`.
+    #[serde(default)]
+    pub peak_rss_mb: Option<f64>,
     /// Shards the stage was split into, and how many an interrupted attempt had finished.
     pub shards: usize,
     pub shards_resumed: usize,
@@ -140,4 +157,12 @@ pub fn now_stamp() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     format!("{}.{:03}", d.as_secs(), d.subsec_millis())
+}
+
+/// Peak resident set size of this process in MB (Linux `VmHWM`), if known.
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }

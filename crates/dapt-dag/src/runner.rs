@@ -611,6 +611,7 @@ impl<'a> Engine<'a> {
             conservation: report.conservation,
             started_at,
             seconds: t0.elapsed().as_secs_f64(),
+            peak_rss_mb: crate::manifest::peak_rss_mb(),
             shards: shards.map_or(0, |s| s.count),
             shards_resumed: shards.map_or(0, |s| s.skipped),
         };

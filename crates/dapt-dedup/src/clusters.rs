@@ -85,14 +85,20 @@ pub fn resolve(members: &[Member<'_>], hasher: &MinHasher, verify: Option<f64>) 
         }
     }
 
-    let keys: Vec<Vec<u64>> = lsh_entrants
-        .iter()
-        .map(|&i| hasher.band_keys(members[i as usize].signature).collect())
-        .collect();
-    for band in 0..hasher.config().bands {
+    // Band-major: one column of keys per band, a row per LSH entrant.
+    let mut columns = vec![Vec::with_capacity(lsh_entrants.len()); hasher.config().bands];
+    for &i in &lsh_entrants {
+        for (column, key) in columns
+            .iter_mut()
+            .zip(hasher.band_keys(members[i as usize].signature))
+        {
+            column.push(key);
+        }
+    }
+    for column in &columns {
         let mut buckets: HashMap<u64, Vec<u32>> = HashMap::with_capacity(lsh_entrants.len());
-        for (k, &i) in lsh_entrants.iter().enumerate() {
-            let bucket = buckets.entry(keys[k][band]).or_default();
+        for (&key, &i) in column.iter().zip(&lsh_entrants) {
+            let bucket = buckets.entry(key).or_default();
             let partner = match verify {
                 None => bucket.first().copied(),
                 Some(t) => bucket.iter().copied().find(|&j| {

@@ -130,9 +130,8 @@ impl StageKind for CommandKind {
         let mut counts = BTreeMap::new();
         match params.shards {
             Some(n) => {
-                let stats = ctx.for_each_shard(n, |i| run_one(Some((i, n))))?;
+                ctx.for_each_shard("command", n, |i| run_one(Some((i, n))))?;
                 counts.insert("shards".into(), n.into());
-                counts.insert("shards_resumed".into(), stats.skipped.into());
             }
             None => run_one(None)?,
         }

@@ -1,12 +1,28 @@
-//! The stage kinds this binary knows: one module per kind.
+//! The stage kinds this binary knows: one module per kind, plus the document-shard
+//! plumbing the data kinds share.
 
+mod clean;
 mod command;
+mod dedup;
+mod docs;
+mod ingest;
+mod split;
+mod tokenize;
+mod tokenizer;
 
 use dapt_dag::Registry;
 
-/// Every stage kind, registered.
+/// Every stage kind, registered, with the corpus schema.
 pub fn registry() -> Registry {
     let mut registry = Registry::new();
-    registry.register(command::CommandKind);
+    registry
+        .register(command::CommandKind)
+        .register(ingest::IngestKind)
+        .register(clean::CleanKind)
+        .register(split::SplitKind)
+        .register(dedup::DedupKind)
+        .register(tokenizer::TokenizerKind)
+        .register(tokenize::TokenizeKind)
+        .set_corpus_check(ingest::check_corpus);
     registry
 }

@@ -1,0 +1,101 @@
+//! `kind = "tokenize"`: encodes documents into parquet token shards (`id`, `domain`,
+//! `split`, `tokens` as list<u32> ending in `<|endoftext|>`, `n_bytes`, `n_words`),
+//! one shard per input shard, in parallel. `tokenizer = "STAGE"` names the input
+//! stage that holds `tokenizer.json`; every other input provides documents. The
+//! manifest reports tokens per domain and split and the fertility per domain (tokens
+//! per word, bytes per token): what a domain tokenizer buys.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use dapt_dag::{Conservation, ParamError, RunReport, StageContext, StageKind, parse_params};
+use dapt_tokenize::{Document, DocumentEncoder, TokenStats, load_tokenizer};
+use serde::Deserialize;
+
+use super::docs::{InputShard, params, shards_of};
+use super::tokenizer::TOKENIZER_FILE;
+
+pub const TOKENS: &str = "tokens";
+
+#[derive(Debug, Deserialize)]
+struct Params {
+    /// The input stage whose output holds `tokenizer.json`.
+    tokenizer: String,
+}
+
+pub struct TokenizeKind;
+
+impl StageKind for TokenizeKind {
+    fn name(&self) -> &'static str {
+        "tokenize"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn check(&self, params: &toml::Table) -> Result<(), Vec<ParamError>> {
+        parse_params::<Params>(params).map(drop)
+    }
+
+    fn run(&self, ctx: &StageContext) -> anyhow::Result<RunReport> {
+        let p: Params = params(ctx.stage)?;
+        anyhow::ensure!(
+            ctx.stage.inputs.contains(&p.tokenizer),
+            "tokenizer = \"{}\" must name one of this stage's inputs ({})",
+            p.tokenizer,
+            ctx.stage.inputs.join(", ")
+        );
+        let path = ctx.input_dir(&p.tokenizer).join(TOKENIZER_FILE);
+        let tokenizer =
+            load_tokenizer(&path).with_context(|| format!("loading {}", path.display()))?;
+        let encoder = DocumentEncoder::new(&tokenizer)?;
+        let mut shards: Vec<InputShard> = Vec::new();
+        for (stage, dir) in ctx
+            .input_dirs()
+            .into_iter()
+            .filter(|(s, _)| *s != p.tokenizer)
+        {
+            shards.extend(shards_of(&stage, &dir.join(super::docs::DOCS))?);
+        }
+        let results = ctx.for_each_shard("tokenize", shards.len(), |i| {
+            let shard = &shards[i];
+            let docs = shard
+                .documents()?
+                .map(|d| {
+                    let d = d?;
+                    Ok(Document {
+                        id: d.id,
+                        domain: d.domain,
+                        split: d.split.unwrap_or_else(|| "train".into()),
+                        text: d.text,
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let target = ctx
+                .out_dir
+                .join(TOKENS)
+                .join(format!("{}.parquet", shard.name()));
+            std::fs::create_dir_all(target.parent().expect("has a parent"))?;
+            encoder.encode_to_shard(docs, &target)
+        })?;
+        let mut stats = TokenStats::default();
+        for r in &results {
+            stats.merge(r);
+        }
+        let total = stats.total();
+        let mut counts = BTreeMap::new();
+        counts.insert("documents".into(), total.documents.into());
+        counts.insert("tokens".into(), total.tokens.into());
+        counts.insert("by_domain_split".into(), stats.to_manifest_json());
+        counts.insert("fertility".into(), serde_json::to_value(stats.fertility())?);
+        Ok(RunReport {
+            counts,
+            conservation: Some(Conservation {
+                input: total.documents,
+                kept: total.documents,
+                rejected: 0,
+            }),
+        })
+    }
+}
