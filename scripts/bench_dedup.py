@@ -37,12 +37,12 @@ def edit(text):
     return " ".join(words)
 
 
-corpus = work / "corpus.jsonl"
+# One file per copy, so datatrove can spread its reading stages over both workers.
 planted = set()
-with corpus.open("w") as out:
-    n = 0
-    for copy in range(8):
-        for i, text in enumerate(originals):
+n = 0
+for copy in range(8):
+    with (work / f"corpus-{copy}.jsonl").open("w") as out:
+        for text in originals:
             if copy > 0:
                 planted.add(str(n))
                 if copy % 2 == 0:
@@ -50,8 +50,9 @@ with corpus.open("w") as out:
             out.write(json.dumps({"id": str(n), "text": text}) + "\n")
             n += 1
 total = n
+size = sum(f.stat().st_size for f in work.glob("corpus-*.jsonl"))
 print(f"corpus: {len(originals)} originals x 8 = {total} docs, {len(planted)} planted duplicates, "
-      f"{corpus.stat().st_size / 1e6:.1f} MB")
+      f"{size / 1e6:.1f} MB")
 
 # --- dapt -------------------------------------------------------------------------
 pipeline = work / "dapt.toml"
@@ -65,7 +66,7 @@ jobs = 2
 [corpora.bench]
 domain = "financial"
 reader = "jsonl"
-paths = ["corpus.jsonl"]
+paths = ["corpus-*.jsonl"]
 id_field = "id"
 split = "train"
 
@@ -101,9 +102,9 @@ config = MinhashConfig(hash_config=HashConfig(precision=64), n_grams=5, num_buck
 tasks = 2
 start = time.time()
 signatures = LocalPipelineExecutor(pipeline=[
-    JsonlReader(str(work), glob_pattern="corpus.jsonl", id_key="id"),
+    JsonlReader(str(work), glob_pattern="corpus-*.jsonl", id_key="id"),
     MinhashDedupSignature(output_folder=f"{base}/signatures", config=config)],
-    tasks=1, workers=1, logging_dir=f"{base}/logs/signatures")
+    tasks=tasks, workers=tasks, logging_dir=f"{base}/logs/signatures")
 buckets = LocalPipelineExecutor(pipeline=[
     MinhashDedupBuckets(input_folder=f"{base}/signatures", output_folder=f"{base}/buckets", config=config)],
     tasks=config.num_buckets, workers=tasks, logging_dir=f"{base}/logs/buckets", depends=signatures)
@@ -111,11 +112,11 @@ cluster = LocalPipelineExecutor(pipeline=[
     MinhashDedupCluster(input_folder=f"{base}/buckets", output_folder=f"{base}/remove_ids", config=config)],
     tasks=1, logging_dir=f"{base}/logs/clusters", depends=buckets)
 final = LocalPipelineExecutor(pipeline=[
-    JsonlReader(str(work), glob_pattern="corpus.jsonl", id_key="id"),
+    JsonlReader(str(work), glob_pattern="corpus-*.jsonl", id_key="id"),
     MinhashDedupFilter(input_folder=f"{base}/remove_ids",
                        exclusion_writer=JsonlWriter(f"{base}/removed", compression=None)),
     JsonlWriter(f"{base}/kept", compression=None)],
-    tasks=1, logging_dir=f"{base}/logs/filter", depends=cluster)
+    tasks=tasks, workers=tasks, logging_dir=f"{base}/logs/filter", depends=cluster)
 final.run()
 datatrove_seconds = time.time() - start
 dt_removed = set()
