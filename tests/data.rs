@@ -294,7 +294,7 @@ fn planted_exact_and_near_duplicates_are_found_across_corpora() {
     copies.extend(bbc[200..240].iter().cloned());
 
     let dir = tempfile::tempdir().unwrap();
-    write_jsonl(&dir.path().join("originals.jsonl"), &originals.to_vec());
+    write_jsonl(&dir.path().join("originals.jsonl"), originals);
     write_jsonl(&dir.path().join("planted.jsonl"), &copies);
     let text = header_with_data("planted", dir.path())
         + "[corpora.originals]\ndomain = \"general\"\nreader = \"jsonl\"\npaths = [\"originals.jsonl\"]\nsplit = \"train\"\n\n"

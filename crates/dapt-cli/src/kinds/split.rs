@@ -92,7 +92,7 @@ impl StageKind for SplitKind {
                     message: format!("unknown split `{split}` (expected train, validation, test)"),
                     unknown_key: true,
                 });
-            } else if !(*share >= 0.0) {
+            } else if !share.is_finite() || *share < 0.0 {
                 errors.push(ParamError {
                     key: format!("ratios.{split}"),
                     message: "must be a non-negative share".into(),
