@@ -18,115 +18,122 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-dapt, docs_dir, work = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
-work.mkdir(parents=True, exist_ok=True)
-rng = random.Random(1234)
 
-originals = []
-for shard in sorted(docs_dir.glob("*.parquet")):
-    table = pq.read_table(shard, columns=["text", "split"])
-    for text, split in zip(table.column("text").to_pylist(), table.column("split").to_pylist()):
-        if split == "train" and len(text.split()) >= 20:
-            originals.append(text)
+def main():
+    dapt, docs_dir, work = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    work.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(1234)
 
-
-def edit(text):
-    words = text.split()
-    for _ in range(max(1, len(words) // 100)):  # ~1% of words replaced
-        words[rng.randrange(len(words))] = f"edit{rng.randrange(10**6)}"
-    return " ".join(words)
+    originals = []
+    for shard in sorted(docs_dir.glob("*.parquet")):
+        table = pq.read_table(shard, columns=["text", "split"])
+        for text, split in zip(table.column("text").to_pylist(), table.column("split").to_pylist()):
+            if split == "train" and len(text.split()) >= 20:
+                originals.append(text)
 
 
-# One file per copy, so datatrove can spread its reading stages over both workers.
-planted = set()
-n = 0
-for copy in range(8):
-    with (work / f"corpus-{copy}.jsonl").open("w") as out:
-        for text in originals:
-            if copy > 0:
-                planted.add(str(n))
-                if copy % 2 == 0:
-                    text = edit(text)
-            out.write(json.dumps({"id": str(n), "text": text}) + "\n")
-            n += 1
-total = n
-size = sum(f.stat().st_size for f in work.glob("corpus-*.jsonl"))
-print(f"corpus: {len(originals)} originals x 8 = {total} docs, {len(planted)} planted duplicates, "
-      f"{size / 1e6:.1f} MB")
+    def edit(text):
+        words = text.split()
+        for _ in range(max(1, len(words) // 100)):  # ~1% of words replaced
+            words[rng.randrange(len(words))] = f"edit{rng.randrange(10**6)}"
+        return " ".join(words)
 
-# --- dapt -------------------------------------------------------------------------
-pipeline = work / "dapt.toml"
-pipeline.write_text(f"""
-[pipeline]
-name = "bench-dedup"
-workdir = "{work}/dapt-work"
-data_root = "{work}"
-jobs = 2
 
-[corpora.bench]
-domain = "financial"
-reader = "jsonl"
-paths = ["corpus-*.jsonl"]
-id_field = "id"
-split = "train"
+    # One file per copy, so datatrove can spread its reading stages over both workers.
+    planted = set()
+    n = 0
+    for copy in range(8):
+        with (work / f"corpus-{copy}.jsonl").open("w") as out:
+            for text in originals:
+                if copy > 0:
+                    planted.add(str(n))
+                    if copy % 2 == 0:
+                        text = edit(text)
+                out.write(json.dumps({"id": str(n), "text": text}) + "\n")
+                n += 1
+    total = n
+    size = sum(f.stat().st_size for f in work.glob("corpus-*.jsonl"))
+    print(f"corpus: {len(originals)} originals x 8 = {total} docs, {len(planted)} planted duplicates, "
+          f"{size / 1e6:.1f} MB")
 
-[stages.ingest]
-kind = "ingest"
-corpora = ["bench"]
-shard_mb = 8
+    # --- dapt -------------------------------------------------------------------------
+    pipeline = work / "dapt.toml"
+    pipeline.write_text(f"""
+    [pipeline]
+    name = "bench-dedup"
+    workdir = "{work}/dapt-work"
+    data_root = "{work}"
+    jobs = 2
 
-[stages.dedup]
-kind = "dedup"
-inputs = ["ingest"]
-""")
-subprocess.run([dapt, "run", "ingest", "-c", str(pipeline)], check=True, stdout=subprocess.DEVNULL)
-subprocess.run([dapt, "run", "dedup", "-c", str(pipeline)], check=True, stdout=subprocess.DEVNULL)
-manifest = json.loads((work / "dapt-work/stages/dedup/manifest.json").read_text())
-dapt_seconds = manifest["seconds"]
-removed = set()
-for shard in (work / "dapt-work/stages/dedup/out/rejected").glob("*.parquet"):
-    removed.update(i.split("/")[-1] for i in pq.read_table(shard, columns=["id"]).column("id").to_pylist())
-dapt_found = len(removed & planted)
+    [corpora.bench]
+    domain = "financial"
+    reader = "jsonl"
+    paths = ["corpus-*.jsonl"]
+    id_field = "id"
+    split = "train"
 
-# --- datatrove ----------------------------------------------------------------------
-from datatrove.executor import LocalPipelineExecutor
-from datatrove.pipeline.dedup import MinhashDedupSignature
-from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets,
-                                              MinhashDedupCluster, MinhashDedupFilter)
-from datatrove.pipeline.readers import JsonlReader
-from datatrove.pipeline.writers.jsonl import JsonlWriter
-from datatrove.utils.hashing import HashConfig
+    [stages.ingest]
+    kind = "ingest"
+    corpora = ["bench"]
+    shard_mb = 8
 
-base = work / "datatrove"
-config = MinhashConfig(hash_config=HashConfig(precision=64), n_grams=5, num_buckets=14, hashes_per_bucket=8)
-tasks = 2
-start = time.time()
-signatures = LocalPipelineExecutor(pipeline=[
-    JsonlReader(str(work), glob_pattern="corpus-*.jsonl", id_key="id"),
-    MinhashDedupSignature(output_folder=f"{base}/signatures", config=config)],
-    tasks=tasks, workers=tasks, logging_dir=f"{base}/logs/signatures")
-buckets = LocalPipelineExecutor(pipeline=[
-    MinhashDedupBuckets(input_folder=f"{base}/signatures", output_folder=f"{base}/buckets", config=config)],
-    tasks=config.num_buckets, workers=tasks, logging_dir=f"{base}/logs/buckets", depends=signatures)
-cluster = LocalPipelineExecutor(pipeline=[
-    MinhashDedupCluster(input_folder=f"{base}/buckets", output_folder=f"{base}/remove_ids", config=config)],
-    tasks=1, logging_dir=f"{base}/logs/clusters", depends=buckets)
-final = LocalPipelineExecutor(pipeline=[
-    JsonlReader(str(work), glob_pattern="corpus-*.jsonl", id_key="id"),
-    MinhashDedupFilter(input_folder=f"{base}/remove_ids",
-                       exclusion_writer=JsonlWriter(f"{base}/removed", compression=None)),
-    JsonlWriter(f"{base}/kept", compression=None)],
-    tasks=tasks, workers=tasks, logging_dir=f"{base}/logs/filter", depends=cluster)
-final.run()
-datatrove_seconds = time.time() - start
-dt_removed = set()
-for f in (base / "removed").glob("*"):
-    for line in f.open():
-        dt_removed.add(json.loads(line)["id"])
-dt_found = len(dt_removed & planted)
+    [stages.dedup]
+    kind = "dedup"
+    inputs = ["ingest"]
+    """)
+    subprocess.run([dapt, "run", "ingest", "-c", str(pipeline)], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([dapt, "run", "dedup", "-c", str(pipeline)], check=True, stdout=subprocess.DEVNULL)
+    manifest = json.loads((work / "dapt-work/stages/dedup/manifest.json").read_text())
+    dapt_seconds = manifest["seconds"]
+    removed = set()
+    for shard in (work / "dapt-work/stages/dedup/out/rejected").glob("*.parquet"):
+        removed.update(i.split("/")[-1] for i in pq.read_table(shard, columns=["id"]).column("id").to_pylist())
+    dapt_found = len(removed & planted)
 
-print(f"dapt:      {total / dapt_seconds:10.0f} docs/s ({dapt_seconds:.1f} s), "
-      f"removed {len(removed)}, planted found {dapt_found}/{len(planted)}")
-print(f"datatrove: {total / datatrove_seconds:10.0f} docs/s ({datatrove_seconds:.1f} s), "
-      f"removed {len(dt_removed)}, planted found {dt_found}/{len(planted)}")
-print(f"dapt / datatrove throughput: {datatrove_seconds / dapt_seconds:.1f}x (goal >= 10x)")
+    # --- datatrove ----------------------------------------------------------------------
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.dedup import MinhashDedupSignature
+    from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets,
+                                                  MinhashDedupCluster, MinhashDedupFilter)
+    from datatrove.pipeline.readers import JsonlReader
+    from datatrove.pipeline.writers.jsonl import JsonlWriter
+    from datatrove.utils.hashing import HashConfig
+
+    base = work / "datatrove"
+    config = MinhashConfig(hash_config=HashConfig(precision=64), n_grams=5, num_buckets=14, hashes_per_bucket=8)
+    tasks = 2
+    start = time.time()
+    signatures = LocalPipelineExecutor(pipeline=[
+        JsonlReader(str(work), glob_pattern="corpus-*.jsonl", id_key="id"),
+        MinhashDedupSignature(output_folder=f"{base}/signatures", config=config)],
+        tasks=tasks, workers=tasks, logging_dir=f"{base}/logs/signatures")
+    buckets = LocalPipelineExecutor(pipeline=[
+        MinhashDedupBuckets(input_folder=f"{base}/signatures", output_folder=f"{base}/buckets", config=config)],
+        tasks=config.num_buckets, workers=tasks, logging_dir=f"{base}/logs/buckets", depends=signatures)
+    cluster = LocalPipelineExecutor(pipeline=[
+        MinhashDedupCluster(input_folder=f"{base}/buckets", output_folder=f"{base}/remove_ids", config=config)],
+        tasks=1, logging_dir=f"{base}/logs/clusters", depends=buckets)
+    final = LocalPipelineExecutor(pipeline=[
+        JsonlReader(str(work), glob_pattern="corpus-*.jsonl", id_key="id"),
+        MinhashDedupFilter(input_folder=f"{base}/remove_ids",
+                           exclusion_writer=JsonlWriter(f"{base}/removed", compression=None)),
+        JsonlWriter(f"{base}/kept", compression=None)],
+        tasks=tasks, workers=tasks, logging_dir=f"{base}/logs/filter", depends=cluster)
+    final.run()
+    datatrove_seconds = time.time() - start
+    dt_removed = set()
+    for f in (base / "removed").glob("*"):
+        for line in f.open():
+            dt_removed.add(json.loads(line)["id"])
+    dt_found = len(dt_removed & planted)
+
+    print(f"dapt:      {total / dapt_seconds:10.0f} docs/s ({dapt_seconds:.1f} s), "
+          f"removed {len(removed)}, planted found {dapt_found}/{len(planted)}")
+    print(f"datatrove: {total / datatrove_seconds:10.0f} docs/s ({datatrove_seconds:.1f} s), "
+          f"removed {len(dt_removed)}, planted found {dt_found}/{len(planted)}")
+    print(f"dapt / datatrove throughput: {datatrove_seconds / dapt_seconds:.1f}x (goal >= 10x)")
+
+
+# datatrove's multiprocessing workers import this module again: run only as a script.
+if __name__ == "__main__":
+    main()

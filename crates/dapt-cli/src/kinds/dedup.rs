@@ -423,7 +423,7 @@ fn quality_report(
         .collect();
     let sample: Vec<&str> = (0..all.len())
         .step_by(stride)
-        .map(|i| texts[&i].as_str())
+        .map(|i| &texts[&i][..texts[&i].floor_char_boundary(20_000)]) // recall needs a prefix, not whole books
         .collect();
     Ok(serde_json::json!({
         "near_duplicate_precision": quality::pair_precision(&pairs, hasher),
