@@ -64,6 +64,17 @@ pub struct ParamError {
     pub unknown_key: bool,
 }
 
+impl ParamError {
+    /// A bad value for `key` (the key itself is fine).
+    pub fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ParamError {
+            key: key.into(),
+            message: message.into(),
+            unknown_key: false,
+        }
+    }
+}
+
 /// Deserialises a parameter table into `P`, reporting every unknown key and the
 /// first type error, each with its key path. `P` should not use
 /// `deny_unknown_fields`: unknown keys are collected here, all of them.

@@ -55,11 +55,7 @@ impl StageKind for CommandKind {
     fn check(&self, params: &toml::Table) -> Result<(), Vec<ParamError>> {
         let p: Params = parse_params(params)?;
         if p.shards == Some(0) {
-            return Err(vec![ParamError {
-                key: "shards".into(),
-                message: "must be at least 1".into(),
-                unknown_key: false,
-            }]);
+            return Err(vec![ParamError::invalid("shards", "must be at least 1")]);
         }
         Ok(())
     }

@@ -139,19 +139,11 @@ impl StageKind for DedupKind {
             ("decontam_ngram", p.decontam_ngram),
         ] {
             if value == 0 {
-                errors.push(ParamError {
-                    key: key.into(),
-                    message: "must be at least 1".into(),
-                    unknown_key: false,
-                });
+                errors.push(ParamError::invalid(key, "must be at least 1"));
             }
         }
         if !(0.0..=1.0).contains(&p.verify) {
-            errors.push(ParamError {
-                key: "verify".into(),
-                message: "must be between 0 and 1".into(),
-                unknown_key: false,
-            });
+            errors.push(ParamError::invalid("verify", "must be between 0 and 1"));
         }
         if errors.is_empty() {
             Ok(())

@@ -32,13 +32,9 @@ impl Default for Params {
 /// Validates a `[corpora.NAME]` table (registered as the pipeline's corpus schema).
 pub fn check_corpus(name: &str, table: &toml::Table) -> Result<(), Vec<ParamError>> {
     let config: CorpusConfig = parse_params(table)?;
-    config.validate(name).map_err(|e| {
-        vec![ParamError {
-            key: String::new(),
-            message: e.to_string(),
-            unknown_key: false,
-        }]
-    })
+    config
+        .validate(name)
+        .map_err(|e| vec![ParamError::invalid(String::new(), e.to_string())])
 }
 
 fn corpus(pipeline: &Pipeline, name: &str) -> anyhow::Result<CorpusConfig> {

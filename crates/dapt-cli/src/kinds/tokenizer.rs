@@ -53,11 +53,10 @@ impl StageKind for TokenizerKind {
     fn check(&self, params: &toml::Table) -> Result<(), Vec<ParamError>> {
         let p: Params = parse_params(params)?;
         if p.vocab_size < 300 {
-            return Err(vec![ParamError {
-                key: "vocab_size".into(),
-                message: "must be at least 300 (256 bytes, special tokens and merges)".into(),
-                unknown_key: false,
-            }]);
+            return Err(vec![ParamError::invalid(
+                "vocab_size",
+                "must be at least 300 (256 bytes, special tokens and merges)",
+            )]);
         }
         Ok(())
     }
