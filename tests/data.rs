@@ -9,19 +9,6 @@ use std::path::{Path, PathBuf};
 use dapt_data::{DocShardReader, Document, Rejected, RejectedShardReader};
 use support::*;
 
-/// The corpus mirror, as CI and `just data` name it.
-fn mirror() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = std::env::var("DAPT_DATA_MIRROR").unwrap_or_else(|_| "../shared/data".into());
-    let dir = root.join(dir);
-    assert!(
-        dir.join("MANIFEST.sha256").exists(),
-        "no corpora at {}; set DAPT_DATA_MIRROR",
-        dir.display()
-    );
-    dir.canonicalize().unwrap()
-}
-
 fn header_with_data(name: &str, data_root: &Path) -> String {
     format!(
         "[pipeline]\nname = \"{name}\"\njobs = 2\ndata_root = \"{}\"\n\n",
@@ -70,7 +57,7 @@ const REUTERS: &str = "[corpora.reuters]\ndomain = \"financial\"\nreader = \"reu
 #[test]
 fn reuters_yields_every_document_with_its_lewissplit() {
     let sb = Sandbox::new(
-        &(header_with_data("reuters", &mirror())
+        &(header_with_data("reuters", &dapt_testdata::mirror())
             + REUTERS
             + "[stages.ingest]\nkind = \"ingest\"\ncorpora = [\"reuters\"]\nshard_mb = 4\n"),
     );
@@ -114,7 +101,7 @@ fn reuters_yields_every_document_with_its_lewissplit() {
 fn phrasebank_all_agree_keeps_its_labels() {
     let corpus = "[corpora.phrasebank]\ndomain = \"sentiment\"\nreader = \"phrasebank\"\npaths = [\"financial/financial_phrasebank_v1.0/Sentences_AllAgree.txt\"]\n\n";
     let sb = Sandbox::new(
-        &(header_with_data("pb", &mirror())
+        &(header_with_data("pb", &dapt_testdata::mirror())
             + corpus
             + "[stages.ingest]\nkind = \"ingest\"\ncorpora = [\"phrasebank\"]\n"),
     );
@@ -150,7 +137,7 @@ fn small_pipeline(data_root: &Path) -> String {
 
 #[test]
 fn every_stage_accounts_for_every_document() {
-    let sb = Sandbox::new(&small_pipeline(&mirror()));
+    let sb = Sandbox::new(&small_pipeline(&dapt_testdata::mirror()));
     sb.dapt_expect(&["run"], 0);
     for stage in ["ingest_fin", "ingest_gen", "clean", "split", "dedup"] {
         let m = manifest(&sb, stage);
@@ -203,7 +190,7 @@ fn every_stage_accounts_for_every_document() {
 
 #[test]
 fn the_98_duplicate_bbc_files_are_found() {
-    let sb = Sandbox::new(&small_pipeline(&mirror()));
+    let sb = Sandbox::new(&small_pipeline(&dapt_testdata::mirror()));
     sb.dapt_expect(&["run", "dedup"], 0);
     let exact_bbc: Vec<Rejected> = rejected(&sb, "dedup")
         .into_iter()
@@ -249,10 +236,11 @@ fn planted_exact_and_near_duplicates_are_found_across_corpora() {
         |t: &str| -> HashSet<Vec<String>> { words(t).windows(5).map(<[String]>::to_vec).collect() };
     let mut bbc: Vec<String> = Vec::new();
     let mut seen: Vec<HashSet<Vec<String>>> = Vec::new();
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(mirror().join("general/bbc_news/tech"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut paths: Vec<PathBuf> =
+        std::fs::read_dir(dapt_testdata::mirror().join("general/bbc_news/tech"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
     paths.sort();
     for path in paths {
         let text = std::fs::read_to_string(path).unwrap();
@@ -351,7 +339,7 @@ fn words(text: &str) -> Vec<String> {
 
 #[test]
 fn no_test_text_survives_in_training() {
-    let sb = Sandbox::new(&small_pipeline(&mirror()));
+    let sb = Sandbox::new(&small_pipeline(&dapt_testdata::mirror()));
     sb.dapt_expect(&["run"], 0);
     let kept = docs(&sb, "dedup");
     let mut eval_grams: HashSet<Vec<String>> = HashSet::new();
@@ -400,10 +388,10 @@ fn no_test_text_survives_in_training() {
 
 #[test]
 fn a_killed_dedup_resumes_to_byte_identical_outputs() {
-    let reference = Sandbox::new(&small_pipeline(&mirror()));
+    let reference = Sandbox::new(&small_pipeline(&dapt_testdata::mirror()));
     reference.dapt_expect(&["run"], 0);
 
-    let sb = Sandbox::new(&small_pipeline(&mirror()));
+    let sb = Sandbox::new(&small_pipeline(&dapt_testdata::mirror()));
     sb.dapt_expect(&["run", "split", "ingest_sentiment"], 0);
     // Abort, as a kill would, right after the third signature shard is marked.
     let killed = sb
@@ -434,7 +422,7 @@ fn a_killed_dedup_resumes_to_byte_identical_outputs() {
 
 #[test]
 fn swapping_a_corpus_makes_exactly_its_downstream_stale() {
-    let sb = Sandbox::new(&small_pipeline(&mirror()));
+    let sb = Sandbox::new(&small_pipeline(&dapt_testdata::mirror()));
     sb.dapt_expect(&["run", "split"], 0);
     sb.edit_pipeline("reut2-01[3-5].sgm", "reut2-01[6-7].sgm");
     let status: BTreeMap<String, (String, String)> = sb

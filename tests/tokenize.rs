@@ -8,13 +8,6 @@ use dapt_data::DocShardReader;
 use dapt_tokenize::{TokenShardReader, load_tokenizer};
 use support::*;
 
-fn mirror() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir =
-        root.join(std::env::var("DAPT_DATA_MIRROR").unwrap_or_else(|_| "../shared/data".into()));
-    dir.canonicalize().expect("corpora at $DAPT_DATA_MIRROR")
-}
-
 fn pipeline() -> String {
     format!(
         "[pipeline]\nname = \"tok\"\njobs = 2\ndata_root = \"{}\"\n\n\
@@ -23,7 +16,7 @@ fn pipeline() -> String {
          [stages.ingest]\nkind = \"ingest\"\ncorpora = [\"reuters\", \"bbc\"]\nshard_mb = 1\n\n\
          [stages.tokenizer]\nkind = \"tokenizer\"\ninputs = [\"ingest\"]\nvocab_size = 1000\nsample_mb = 2\n\n\
          [stages.tokenize]\nkind = \"tokenize\"\ninputs = [\"ingest\", \"tokenizer\"]\ntokenizer = \"tokenizer\"\n",
-        mirror().display()
+        dapt_testdata::mirror().display()
     )
 }
 

@@ -5,8 +5,8 @@ mod common;
 use common::{corpora, count_by, counts, data_root, read_all};
 
 /// Reads corpus `name` from tests/corpora.toml; asserts no rejection.
-fn read_clean(name: &str) -> Option<Vec<dapt_data::Document>> {
-    let root = data_root()?;
+fn read_clean(name: &str) -> Vec<dapt_data::Document> {
+    let root = data_root();
     let config = corpora()
         .remove(name)
         .unwrap_or_else(|| panic!("no corpus {name}"));
@@ -20,7 +20,7 @@ fn read_clean(name: &str) -> Option<Vec<dapt_data::Document>> {
         docs.iter()
             .all(|d| d.source == name && d.domain == config.domain)
     );
-    Some(docs)
+    docs
 }
 
 #[test]
@@ -32,9 +32,7 @@ fn every_corpus_config_is_valid() {
 
 #[test]
 fn reuters_has_21578_documents_in_lewis_splits() {
-    let Some(docs) = read_clean("reuters") else {
-        return;
-    };
+    let docs = read_clean("reuters");
     assert_eq!(docs.len(), 21_578);
     let splits = count_by(docs.iter().map(|d| d.split.as_deref()));
     assert_eq!(
@@ -94,9 +92,7 @@ fn reuters_has_21578_documents_in_lewis_splits() {
 
 #[test]
 fn edgar_has_62_filings_with_items_in_natural_order() {
-    let Some(docs) = read_clean("edgar") else {
-        return;
-    };
+    let docs = read_clean("edgar");
     assert_eq!(docs.len(), 62);
     let chars: usize = docs.iter().map(|d| d.text.chars().count()).sum();
     // 13,484,786 characters of item text, plus the blank lines joining sections
@@ -123,10 +119,8 @@ fn edgar_has_62_filings_with_items_in_natural_order() {
 
 #[test]
 fn ectsum_has_249_val_and_495_test_transcripts() {
-    let Some(val) = read_clean("ectsum_val") else {
-        return;
-    };
-    let test = read_clean("ectsum_test").unwrap();
+    let val = read_clean("ectsum_val");
+    let test = read_clean("ectsum_test");
     assert_eq!((val.len(), test.len()), (249, 495));
     let words = |docs: &[dapt_data::Document]| {
         docs.iter()
@@ -139,10 +133,8 @@ fn ectsum_has_249_val_and_495_test_transcripts() {
 
 #[test]
 fn bbc_has_2225_articles_in_five_folders() {
-    let Some(business) = read_clean("bbc_business") else {
-        return;
-    };
-    let general = read_clean("bbc_general").unwrap();
+    let business = read_clean("bbc_business");
+    let general = read_clean("bbc_general");
     assert_eq!(business.len(), 510);
     let labels = count_by(general.iter().map(|d| d.label.as_deref()));
     assert_eq!(
@@ -174,10 +166,8 @@ fn bbc_has_2225_articles_in_five_folders() {
 
 #[test]
 fn tweets_csv_rows_and_labels() {
-    let Some(train) = read_clean("tweets_sentiment_train") else {
-        return;
-    };
-    let valid = read_clean("tweets_sentiment_valid").unwrap();
+    let train = read_clean("tweets_sentiment_train");
+    let valid = read_clean("tweets_sentiment_valid");
     assert_eq!(
         count_by(train.iter().map(|d| d.label.as_deref())),
         counts(&[("0", 1_442), ("1", 1_923), ("2", 6_178)])
@@ -195,9 +185,7 @@ fn tweets_csv_rows_and_labels() {
 
 #[test]
 fn wikipedia_has_783_articles() {
-    let Some(docs) = read_clean("wikipedia") else {
-        return;
-    };
+    let docs = read_clean("wikipedia");
     assert_eq!(docs.len(), 783);
     assert_eq!(docs[0].title.as_deref(), Some("Anarchism"));
     assert!(
@@ -224,9 +212,7 @@ fn wikipedia_has_783_articles() {
 
 #[test]
 fn newsgroups_has_7532_posts_with_ids_and_groups() {
-    let Some(docs) = read_clean("newsgroups") else {
-        return;
-    };
+    let docs = read_clean("newsgroups");
     assert_eq!(docs.len(), 7_532);
     let groups = count_by(docs.iter().map(|d| d.label.as_deref()));
     assert_eq!(groups.len(), 20);
@@ -242,24 +228,20 @@ fn newsgroups_has_7532_posts_with_ids_and_groups() {
 
 #[test]
 fn gutenberg_and_shakespeare_one_document_per_file() {
-    let Some(books) = read_clean("gutenberg") else {
-        return;
-    };
+    let books = read_clean("gutenberg");
     assert_eq!(books.len(), 5);
     let moby = books.iter().find(|d| d.id.contains("2701-0.txt")).unwrap();
     assert!(!moby.text.contains("*** START OF") && !moby.text.contains("*** END OF"));
     assert!(moby.text.contains("Call me Ishmael."));
-    let shakespeare = read_clean("shakespeare").unwrap();
+    let shakespeare = read_clean("shakespeare");
     assert_eq!(shakespeare.len(), 1);
     assert_eq!(shakespeare[0].text.lines().count(), 40_000);
 }
 
 #[test]
 fn wikitext_articles_split_at_top_level_headings() {
-    let Some(valid) = read_clean("wikitext_valid") else {
-        return;
-    };
-    let test = read_clean("wikitext_test").unwrap();
+    let valid = read_clean("wikitext_valid");
+    let test = read_clean("wikitext_test");
     assert_eq!((valid.len(), test.len()), (60, 62));
     assert_eq!(valid[0].title.as_deref(), Some("Homarus gammarus"));
     assert!(valid[0].text.contains(" = = Description = = "));
@@ -272,9 +254,7 @@ fn wikitext_articles_split_at_top_level_headings() {
 
 #[test]
 fn phrasebank_all_agree_labels_and_stable_split() {
-    let Some(docs) = read_clean("phrasebank") else {
-        return;
-    };
+    let docs = read_clean("phrasebank");
     assert_eq!(docs.len(), 2_264);
     let labels = count_by(docs.iter().map(|d| d.label.as_deref()));
     assert_eq!(
@@ -288,6 +268,6 @@ fn phrasebank_all_agree_labels_and_stable_split() {
     // Mojibake is kept as decoded from Latin-1, not repaired.
     assert!(docs.iter().any(|d| d.text.contains("+ñ")));
     // The split depends only on the text: re-reading gives the same one.
-    let again = read_clean("phrasebank").unwrap();
+    let again = read_clean("phrasebank");
     assert!(docs.iter().zip(&again).all(|(a, b)| a.split == b.split));
 }

@@ -6,24 +6,9 @@ use std::path::PathBuf;
 
 use dapt_data::{CorpusConfig, Document, Record, Rejected, read_corpus};
 
-/// The data mirror: `$DAPT_DATA_MIRROR` (relative paths resolved against the
-/// workspace root), else `<workspace>/../shared/data`. `None` (with a loud
-/// note) when the folder does not exist.
-pub fn data_root() -> Option<PathBuf> {
-    let workspace = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
-    let root = match std::env::var_os("DAPT_DATA_MIRROR") {
-        Some(dir) => workspace.join(dir),
-        None => workspace.join("../shared/data"),
-    };
-    if root.is_dir() {
-        Some(root)
-    } else {
-        eprintln!(
-            "\n!!! SKIPPED: data mirror {} does not exist; set DAPT_DATA_MIRROR to shared/data !!!\n",
-            root.display()
-        );
-        None
-    }
+/// The data mirror (see `dapt_testdata::mirror`).
+pub fn data_root() -> PathBuf {
+    dapt_testdata::mirror()
 }
 
 #[derive(serde::Deserialize)]

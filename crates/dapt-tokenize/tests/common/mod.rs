@@ -8,11 +8,9 @@ use std::sync::OnceLock;
 
 use dapt_tokenize::{Tokenizer, TokenizerTrainingConfig, train_tokenizer};
 
-/// `$DAPT_DATA_MIRROR`, default `<workspace>/../shared/data`.
+/// The data mirror (see `dapt_testdata::mirror`).
 pub fn data_mirror() -> PathBuf {
-    std::env::var_os("DAPT_DATA_MIRROR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"))
+    dapt_testdata::mirror()
 }
 
 fn read(relative: &str) -> Vec<u8> {
