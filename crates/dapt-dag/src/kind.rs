@@ -189,6 +189,18 @@ impl StageContext<'_> {
         StageDir::new(&self.workdir, name).out()
     }
 
+    /// The manifest of upstream stage `name` (its counts, timings, conservation), for
+    /// stages that summarise others, such as a report.
+    pub fn input_manifest(&self, name: &str) -> anyhow::Result<crate::manifest::Manifest> {
+        let dir = StageDir::new(&self.workdir, name);
+        dir.read_manifest()?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "upstream stage `{name}` has no manifest at {}",
+                dir.manifest().display()
+            )
+        })
+    }
+
     /// Managed output directories of all upstream stages, in `inputs` order.
     pub fn input_dirs(&self) -> Vec<(String, PathBuf)> {
         self.stage

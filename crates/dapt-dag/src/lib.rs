@@ -19,5 +19,5 @@ pub use config::{ConfigErrors, Pipeline, StageSpec};
 pub use kind::{
     Observer, ParamError, Registry, RunReport, ShardStats, StageContext, StageKind, parse_params,
 };
-pub use manifest::Conservation;
+pub use manifest::{Conservation, Manifest};
 pub use runner::{Engine, Outcome, RunError, RunOptions, RunSummary, State};

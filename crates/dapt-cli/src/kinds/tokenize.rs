@@ -31,7 +31,7 @@ impl StageKind for TokenizeKind {
     }
 
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn check(&self, params: &toml::Table) -> Result<(), Vec<ParamError>> {
@@ -87,7 +87,10 @@ impl StageKind for TokenizeKind {
         let mut counts = BTreeMap::new();
         counts.insert("documents".into(), total.documents.into());
         counts.insert("tokens".into(), total.tokens.into());
-        counts.insert("by_domain_split".into(), stats.to_manifest_json());
+        counts.insert(
+            "by_domain_split".into(),
+            serde_json::to_value(&stats.by_domain_split)?,
+        );
         counts.insert("fertility".into(), serde_json::to_value(stats.fertility())?);
         Ok(RunReport {
             counts,
