@@ -67,6 +67,18 @@ impl Observer for RunProgress {
         }
     }
 
+    fn status(&self, stage: &str, text: &str) {
+        if let Some((_, bars)) = &self.bars
+            && let Some(bar) = bars.lock().unwrap_or_else(|e| e.into_inner()).get(stage)
+        {
+            bar.set_message(text.to_string());
+        }
+    }
+
+    fn log(&self, stage: &str, text: &str) {
+        self.line(format!("       {stage}: {text}"));
+    }
+
     fn finished(&self, stage: &str, outcome: &Outcome) {
         if let Some((_, bars)) = &self.bars
             && let Some(bar) = bars.lock().unwrap_or_else(|e| e.into_inner()).remove(stage)

@@ -165,6 +165,10 @@ pub trait Observer: Sync {
     /// `done` of `total` units (`docs`, `bytes`, `shards`, …) finished.
     fn progress(&self, stage: &str, done: u64, total: Option<u64>, unit: &str);
     fn finished(&self, stage: &str, outcome: &crate::runner::Outcome);
+    /// A one-line state of a running stage (e.g. loss and tokens/s), replaced by the next.
+    fn status(&self, _stage: &str, _text: &str) {}
+    /// A line worth keeping in the run's log (e.g. a validation result).
+    fn log(&self, _stage: &str, _text: &str) {}
 }
 
 /// Everything a stage kind sees while it runs.
@@ -220,6 +224,27 @@ impl StageContext<'_> {
         let mut p = lock(&self.progress);
         p.0 += n;
         self.observer.progress(&self.stage.name, p.0, p.1, p.2);
+    }
+
+    /// Replaces the running stage's one-line state (shown beside its progress bar).
+    pub fn status(&self, text: &str) {
+        self.observer.status(&self.stage.name, text);
+    }
+
+    /// Logs a line under the stage's name.
+    pub fn log(&self, text: &str) {
+        self.observer.log(&self.stage.name, text);
+    }
+
+    /// Records durable progress written outside [`Self::for_each_shard`], such as training
+    /// checkpoint `index` of `phase`: `dapt status` counts it with the finished shards, and
+    /// it is a failure-injection point like a finished shard (`DAPT_INJECT_KILL_AFTER_SHARDS`).
+    pub fn durable_progress(&self, phase: &str, index: u64) -> anyhow::Result<()> {
+        let marks = self.dir.shard_marks().join(phase);
+        std::fs::create_dir_all(&marks)?;
+        atomic_write(&marks.join(format!("{index:09}.json")), b"null")?;
+        inject_kill_after_shard();
+        Ok(())
     }
 
     /// Runs `work(i)` for each shard `0..count` of `phase` not finished by an
@@ -307,7 +332,8 @@ impl StageContext<'_> {
 }
 
 /// Failure injection for tests: with `DAPT_INJECT_KILL_AFTER_SHARDS=N`, the process
-/// aborts (no cleanup, like SIGKILL) right after its N-th shard is marked finished,
+/// aborts (no cleanup, like SIGKILL) right after its N-th shard is marked finished (or
+/// N-th [`StageContext::durable_progress`]),
 /// so resume can be tested at an exact point instead of by racing a timer.
 fn inject_kill_after_shard() {
     static MARKED: AtomicUsize = AtomicUsize::new(0);

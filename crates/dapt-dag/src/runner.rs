@@ -218,7 +218,7 @@ impl<'a> Engine<'a> {
                 Ok(Some(f)) => State::Failed(f.error),
                 Err(e) => State::Failed(e.to_string()),
                 Ok(None) if dir.partial().exists() => State::NeverRun(Some(format!(
-                    "interrupted with {} shard(s) finished; the next run resumes",
+                    "interrupted with {} shard(s) or checkpoint(s) kept; the next run resumes",
                     dir.finished_shards()
                 ))),
                 Ok(None) if !upstream_reasons.is_empty() => State::NeverRun(Some(

@@ -9,6 +9,7 @@
 //!   reporting through a [`TrainObserver`]; see [`checkpoint`] for the on-disk layout.
 //! - [`export_model`] / [`load_exported`] write and read `model.safetensors` + `config.json`.
 //! - [`token_nll`] scores long documents with rolling windows.
+//! - [`ComputeBudget`]: 6ND FLOPs, the Chinchilla-optimal token count and fitted loss.
 //!
 //! Determinism: on the CPU (flex) backend a run is a pure function of its configs and data; a
 //! killed run resumed from its newest checkpoint ends bit-identical to an uninterrupted one
@@ -27,6 +28,7 @@ mod model;
 mod optim;
 mod params;
 mod rng;
+mod scaling;
 mod train;
 
 pub use config::GptConfig;
@@ -39,6 +41,7 @@ pub use export::{
 pub use loss::{mean_nll, per_token_nll, sum_nll};
 pub use model::{Block, CausalSelfAttention, Gpt, Mlp, ids_tensor};
 pub use optim::{AdamWConfig, LrSchedule};
+pub use scaling::{CHINCHILLA_TOKENS_PER_PARAM, ComputeBudget, predicted_loss};
 pub use train::{
     BatchSource, Diverged, Initialization, LOG_FILE, Silent, StepRecord, TrainConfig,
     TrainObserver, TrainOutcome, TrainRun, ValidationSet, train,

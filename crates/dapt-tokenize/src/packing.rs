@@ -97,6 +97,11 @@ impl PackedTokens {
         &self.tokens[start..start + self.seq_len + 1]
     }
 
+    /// The largest token id, to check the stream against a model's vocabulary.
+    pub fn max_token(&self) -> Option<u32> {
+        self.tokens.iter().copied().max()
+    }
+
     /// Identifies the token stream, so a saved cursor is not restored onto different data.
     pub fn fingerprint(&self) -> u64 {
         fnv1a(self.tokens.iter().flat_map(|t| t.to_le_bytes()))

@@ -3,12 +3,15 @@
 
 mod clean;
 mod command;
+mod continued;
 mod dedup;
 mod docs;
 mod ingest;
+mod pretrain;
 mod split;
 mod tokenize;
 mod tokenizer;
+pub mod training;
 
 use dapt_dag::Registry;
 
@@ -23,6 +26,8 @@ pub fn registry() -> Registry {
         .register(dedup::DedupKind)
         .register(tokenizer::TokenizerKind)
         .register(tokenize::TokenizeKind)
+        .register(pretrain::PretrainKind)
+        .register(continued::ContinueKind)
         .set_corpus_check(ingest::check_corpus);
     registry
 }

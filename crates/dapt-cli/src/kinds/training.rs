@@ -1,0 +1,632 @@
+//! What `pretrain` and `continue` share: their parameters, the mixture of domain loaders
+//! they draw from, and the run itself (dapt-model's step-level loop in the stage's output
+//! folder, so a killed stage resumes from its newest checkpoint).
+//!
+//! A training stage's `out/` holds:
+//!
+//! | path                         | what                                                    |
+//! |------------------------------|---------------------------------------------------------|
+//! | `model/`                     | `config.json`, `model.safetensors`, the `tokenizer.json` it was trained with |
+//! | `train_log.csv`              | one row per step: lr, losses, grad norm, tokens, tokens/s, validation losses |
+//! | `mixture.json`               | the realised mixture: sequences, tokens, share and epochs per domain |
+//! | `checkpoints/step-N/`        | the newest checkpoints (model, optimizer, data cursor, RNG)            |
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail, ensure};
+use dapt_dag::{ParamError, RunReport, StageContext, parse_params};
+use dapt_model::{
+    AdamWConfig, BatchSource, ComputeBudget, GptConfig, Initialization, StepRecord, TrainConfig,
+    TrainObserver, TrainRun, ValidationSet, device_from_name, export_model, train,
+};
+use dapt_tokenize::{MixtureSampler, SequenceLoader, TokenBatchSource, load_tokenizer};
+use serde::{Deserialize, Serialize};
+
+use super::docs::params;
+use super::tokenize::TOKENS;
+use super::tokenizer::TOKENIZER_FILE;
+
+pub const MODEL_DIR: &str = "model";
+pub const MIXTURE_FILE: &str = "mixture.json";
+
+/// The architecture of a `pretrain` model (the vocabulary comes from the tokenizer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelShape {
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub d_model: usize,
+    pub context: usize,
+    #[serde(default)]
+    pub dropout: f64,
+}
+
+impl ModelShape {
+    pub fn with_vocab(&self, vocab_size: usize) -> GptConfig {
+        GptConfig {
+            vocab_size,
+            n_layer: self.n_layer,
+            n_head: self.n_head,
+            d_model: self.d_model,
+            context: self.context,
+            dropout: self.dropout,
+            tie_embeddings: true,
+        }
+    }
+}
+
+/// Parameters of both training kinds; `pretrain` takes `model`, `continue` takes `from`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Params {
+    /// Input stage holding the token shards.
+    #[serde(default = "default_tokens")]
+    pub tokens: String,
+    /// Input stage holding `tokenizer.json` (sets the vocabulary; copied next to the model).
+    #[serde(default = "default_tokenizer")]
+    pub tokenizer: String,
+    /// `pretrain`: the architecture.
+    pub model: Option<ModelShape>,
+    /// `continue`: the input training stage whose model is continued.
+    pub from: Option<String>,
+    /// Domain weights of the training mixture, e.g. `{ financial = 0.5, general = 0.5 }`.
+    pub mixture: BTreeMap<String, f64>,
+    /// Training tokens (targets) for this stage; or `epochs` over the mixture's domains.
+    pub token_budget: Option<u64>,
+    pub epochs: Option<f64>,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Defaults to the model context.
+    pub seq_len: Option<usize>,
+    #[serde(default = "one")]
+    pub grad_accum_steps: usize,
+    pub peak_lr: f64,
+    /// Defaults to `peak_lr / 10`.
+    pub min_lr: Option<f64>,
+    /// Defaults to 5% of the steps (at least 1).
+    pub warmup_steps: Option<u64>,
+    #[serde(default = "default_weight_decay")]
+    pub weight_decay: f64,
+    /// Global gradient-norm clip; 0 disables it.
+    #[serde(default = "default_grad_clip")]
+    pub grad_clip: f64,
+    #[serde(default = "default_every")]
+    pub eval_every: u64,
+    #[serde(default = "default_eval_batches")]
+    pub eval_batches: usize,
+    #[serde(default = "default_every")]
+    pub checkpoint_every: u64,
+    #[serde(default = "default_keep")]
+    pub keep_checkpoints: usize,
+    /// `cpu`, or `cuda` / `cuda:N` with the `tch` feature.
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// Defaults to the pipeline seed.
+    pub seed: Option<u64>,
+}
+
+fn default_tokens() -> String {
+    "tokenize".into()
+}
+fn default_tokenizer() -> String {
+    "tokenizer".into()
+}
+fn default_batch_size() -> usize {
+    8
+}
+fn one() -> usize {
+    1
+}
+fn default_weight_decay() -> f64 {
+    0.1
+}
+fn default_grad_clip() -> f64 {
+    1.0
+}
+fn default_every() -> u64 {
+    50
+}
+fn default_eval_batches() -> usize {
+    4
+}
+fn default_keep() -> usize {
+    2
+}
+fn default_device() -> String {
+    "cpu".into()
+}
+
+/// Which of the two kinds is checking or running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    Scratch,
+    Continue,
+}
+
+impl Params {
+    /// Everything `check` can tell without the upstream outputs.
+    pub fn check(table: &toml::Table, start: Start) -> Result<Params, Vec<ParamError>> {
+        let p: Params = parse_params(table)?;
+        let mut errors = Vec::new();
+        match (start, &p.model, &p.from) {
+            (Start::Scratch, None, _) => errors.push(ParamError::invalid(
+                "model",
+                "pretrain needs `model = { n_layer, n_head, d_model, context }`",
+            )),
+            (Start::Scratch, _, Some(_)) => errors.push(ParamError::invalid(
+                "from",
+                "pretrain starts from scratch; use kind = \"continue\" to start from a model",
+            )),
+            (Start::Continue, _, None) => errors.push(ParamError::invalid(
+                "from",
+                "continue needs `from = \"STAGE\"`, the training stage whose model it continues",
+            )),
+            (Start::Continue, Some(_), _) => errors.push(ParamError::invalid(
+                "model",
+                "continue keeps the architecture of its `from` model; remove `model`",
+            )),
+            _ => {}
+        }
+        if let Some(shape) = &p.model
+            && let Err(e) = shape.with_vocab(1).validate()
+        {
+            errors.push(ParamError::invalid("model", format!("{e:#}")));
+        }
+        if p.mixture.is_empty() {
+            errors.push(ParamError::invalid(
+                "mixture",
+                "name at least one domain, e.g. mixture = { general = 1.0 }",
+            ));
+        }
+        for (domain, weight) in &p.mixture {
+            if !(weight.is_finite() && *weight > 0.0) {
+                errors.push(ParamError::invalid(
+                    format!("mixture.{domain}"),
+                    format!("weight {weight} must be positive (leave the domain out instead)"),
+                ));
+            }
+        }
+        match (p.token_budget, p.epochs) {
+            (None, None) | (Some(_), Some(_)) => errors.push(ParamError::invalid(
+                "token_budget",
+                "set exactly one of `token_budget` (training tokens) and `epochs`",
+            )),
+            (Some(0), _) => errors.push(ParamError::invalid("token_budget", "must be positive")),
+            (_, Some(e)) if !(e.is_finite() && e > 0.0) => {
+                errors.push(ParamError::invalid("epochs", "must be positive"))
+            }
+            _ => {}
+        }
+        if !(p.peak_lr.is_finite() && p.peak_lr > 0.0) {
+            errors.push(ParamError::invalid("peak_lr", "must be positive"));
+        }
+        if let Some(min_lr) = p.min_lr
+            && !(0.0..=p.peak_lr).contains(&min_lr)
+        {
+            errors.push(ParamError::invalid("min_lr", "must be in [0, peak_lr]"));
+        }
+        if p.grad_clip < 0.0 {
+            errors.push(ParamError::invalid(
+                "grad_clip",
+                "must be >= 0 (0 disables)",
+            ));
+        }
+        for (key, value) in [
+            ("batch_size", p.batch_size),
+            ("grad_accum_steps", p.grad_accum_steps),
+            ("eval_batches", p.eval_batches),
+            ("keep_checkpoints", p.keep_checkpoints),
+        ] {
+            if value == 0 {
+                errors.push(ParamError::invalid(key, "must be at least 1"));
+            }
+        }
+        if errors.is_empty() {
+            Ok(p)
+        } else {
+            Err(errors)
+        }
+    }
+
+    pub fn tokens_per_step(&self, seq_len: usize) -> u64 {
+        (self.batch_size * seq_len * self.grad_accum_steps) as u64
+    }
+
+    /// This stage's training tokens, given each domain's training tokens.
+    pub fn budget(&self, train_tokens: &BTreeMap<String, u64>) -> u64 {
+        match (self.token_budget, self.epochs) {
+            (Some(tokens), _) => tokens,
+            (None, Some(epochs)) => {
+                let tokens: u64 = self
+                    .mixture
+                    .keys()
+                    .filter_map(|d| train_tokens.get(d))
+                    .sum();
+                (epochs * tokens as f64).round() as u64
+            }
+            (None, None) => unreachable!("checked: one of token_budget and epochs is set"),
+        }
+    }
+
+    /// The loop's configuration for a budget of `budget` tokens.
+    pub fn train_config(&self, seq_len: usize, budget: u64, seed: u64) -> TrainConfig {
+        let max_steps = budget.div_ceil(self.tokens_per_step(seq_len)).max(1);
+        TrainConfig {
+            seed,
+            batch_size: self.batch_size,
+            seq_len,
+            grad_accum_steps: self.grad_accum_steps,
+            max_steps,
+            peak_lr: self.peak_lr,
+            min_lr: self.min_lr.unwrap_or(self.peak_lr / 10.0),
+            warmup_steps: self
+                .warmup_steps
+                .unwrap_or_else(|| (max_steps / 20).max(1))
+                .min(max_steps),
+            optimizer: AdamWConfig {
+                weight_decay: self.weight_decay,
+                ..AdamWConfig::default()
+            },
+            grad_clip: (self.grad_clip > 0.0).then_some(self.grad_clip),
+            eval_every: self.eval_every,
+            eval_batches: self.eval_batches,
+            checkpoint_every: self.checkpoint_every,
+            keep_checkpoints: self.keep_checkpoints,
+        }
+    }
+}
+
+/// Training tokens per domain and split, from the token stage's manifest counts.
+pub fn token_counts(
+    by_domain_split: &serde_json::Value,
+    split: &str,
+) -> anyhow::Result<BTreeMap<String, u64>> {
+    let table: BTreeMap<String, BTreeMap<String, serde_json::Value>> =
+        serde_json::from_value(by_domain_split.clone())
+            .context("token counts by domain and split")?;
+    Ok(table
+        .into_iter()
+        .filter_map(|(domain, splits)| {
+            let tokens = splits.get(split)?.get("tokens")?.as_u64()?;
+            Some((domain, tokens))
+        })
+        .collect())
+}
+
+/// The model a training stage exported, and its tokenizer.
+pub fn model_dir(stage_out: &Path) -> PathBuf {
+    stage_out.join(MODEL_DIR)
+}
+
+/// A training run as a stage: `start` tells how the weights begin.
+pub fn run(ctx: &StageContext, start: Start) -> anyhow::Result<RunReport> {
+    let p: Params = params(ctx.stage)?;
+    for (key, stage) in [
+        ("tokens", Some(&p.tokens)),
+        ("tokenizer", Some(&p.tokenizer)),
+    ]
+    .into_iter()
+    .chain([("from", p.from.as_ref())])
+    {
+        if let Some(stage) = stage {
+            ensure!(
+                ctx.stage.inputs.contains(stage),
+                "{key} = \"{stage}\" must name one of this stage's inputs ({})",
+                ctx.stage.inputs.join(", ")
+            );
+        }
+    }
+    let seed = p.seed.unwrap_or(ctx.pipeline.seed);
+    let device = device_from_name(&p.device)?;
+
+    let tokenizer_path = ctx.input_dir(&p.tokenizer).join(TOKENIZER_FILE);
+    let tokenizer = load_tokenizer(&tokenizer_path)
+        .with_context(|| format!("loading {}", tokenizer_path.display()))?;
+    let vocab_size = tokenizer.get_vocab_size(true);
+
+    let (model, init, tokens_before) = match start {
+        Start::Scratch => {
+            let shape = p.model.as_ref().expect("checked: pretrain has a model");
+            (shape.with_vocab(vocab_size), Initialization::Scratch, 0)
+        }
+        Start::Continue => {
+            let from = p.from.as_ref().expect("checked: continue has from");
+            let from_model = model_dir(&ctx.input_dir(from));
+            let model = dapt_model::read_exported_config(&from_model)?;
+            same_tokenizer(&from_model.join(TOKENIZER_FILE), &tokenizer_path, from)?;
+            let before = ctx
+                .input_manifest(from)?
+                .counts
+                .get("tokens_total")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0);
+            (model, Initialization::FromExport(from_model), before)
+        }
+    };
+    ensure!(
+        model.vocab_size == vocab_size,
+        "the model's vocabulary has {} entries but the tokenizer of stage `{}` has {vocab_size}",
+        model.vocab_size,
+        p.tokenizer
+    );
+    let seq_len = p.seq_len.unwrap_or(model.context);
+
+    let token_manifest = ctx.input_manifest(&p.tokens)?;
+    let by_domain_split = token_manifest
+        .counts
+        .get("by_domain_split")
+        .with_context(|| {
+            format!(
+                "stage `{}` reports no token counts; is it a tokenize stage?",
+                p.tokens
+            )
+        })?;
+    let train_tokens = token_counts(by_domain_split, "train")?;
+    for domain in p.mixture.keys() {
+        if !train_tokens.contains_key(domain) {
+            bail!(
+                "mixture domain `{domain}` has no training tokens in stage `{}` (it has: {})",
+                p.tokens,
+                train_tokens.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    let budget = p.budget(&train_tokens);
+    let config = p.train_config(seq_len, budget, seed);
+
+    let shards = token_shards(&ctx.input_dir(&p.tokens))?;
+    let loaders = p
+        .mixture
+        .iter()
+        .map(|(domain, weight)| {
+            let loader = SequenceLoader::from_shards(
+                &shards,
+                "train",
+                domain,
+                seq_len,
+                domain_seed(seed, domain),
+            )?;
+            check_vocabulary(loader.packed().max_token(), vocab_size, domain)?;
+            Ok((loader, *weight))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut source = Batches(MixtureSampler::new(loaders)?);
+    let mut validation = token_counts(by_domain_split, "validation")?
+        .into_keys()
+        .map(|domain| {
+            let loader = SequenceLoader::from_shards(
+                &shards,
+                "validation",
+                &domain,
+                seq_len,
+                domain_seed(seed, &domain),
+            )?;
+            Ok(ValidationSet {
+                name: domain,
+                source: Box::new(Batches(loader)),
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
+    let started = Instant::now();
+    let mut observer = StageObserver { ctx };
+    let outcome = train(
+        TrainRun {
+            dir: &ctx.out_dir,
+            model: &model,
+            config: &config,
+            init,
+            device: &device,
+        },
+        &mut source,
+        &mut validation,
+        &mut observer,
+    )?;
+    let seconds = started.elapsed().as_secs_f64();
+
+    let model_out = model_dir(&ctx.out_dir);
+    export_model(&outcome.model, &model, &model_out)?;
+    dapt_dag::fsutil::atomic_write(
+        &model_out.join(TOKENIZER_FILE),
+        &std::fs::read(&tokenizer_path)?,
+    )?;
+    let mixture = source.0.report();
+    dapt_dag::fsutil::atomic_write(
+        &ctx.out_dir.join(MIXTURE_FILE),
+        &serde_json::to_vec_pretty(&mixture)?,
+    )?;
+
+    let log = read_log(&ctx.out_dir.join(dapt_model::LOG_FILE))?;
+    let tokens = outcome.step * config.tokens_per_step();
+    let tokens_total = tokens_before + tokens;
+    let params = model.param_count() as u64;
+    let mut counts = BTreeMap::new();
+    let mut put = |key: &str, value: serde_json::Value| counts.insert(key.to_owned(), value);
+    put("params", params.into());
+    put("steps", outcome.step.into());
+    put("tokens", tokens.into());
+    put("tokens_total", tokens_total.into());
+    put("tokens_per_s", log.median_tokens_per_s().into());
+    put("final_train_loss", log.last_train_loss().into());
+    put("validation", serde_json::to_value(log.last_validation())?);
+    put("mixture", serde_json::to_value(&mixture)?);
+    put("model", serde_json::to_value(&model)?);
+    put("train", serde_json::to_value(&config)?);
+    put(
+        "init",
+        p.from.clone().unwrap_or_else(|| "scratch".into()).into(),
+    );
+    put("device", p.device.clone().into());
+    put("seconds_training", seconds.into());
+    put(
+        "chinchilla",
+        serde_json::to_value(ComputeBudget::new(params, tokens_total))?,
+    );
+    Ok(RunReport {
+        counts,
+        conservation: None,
+    })
+}
+
+/// Each domain's loader shuffles with its own stream of the run seed.
+fn domain_seed(seed: u64, domain: &str) -> u64 {
+    let digest = blake3::hash(format!("{seed}/{domain}").as_bytes());
+    u64::from_le_bytes(digest.as_bytes()[..8].try_into().expect("8 bytes"))
+}
+
+/// A continued model must see token ids from the tokenizer it was trained with.
+fn same_tokenizer(model_tokenizer: &Path, tokenizer: &Path, from: &str) -> anyhow::Result<()> {
+    let read =
+        |path: &Path| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+    ensure!(
+        read(model_tokenizer)? == read(tokenizer)?,
+        "the model of stage `{from}` was trained with another tokenizer ({}) than {}; \
+         continue it with its own: set `from = \"{}\"` in the tokenizer stage",
+        model_tokenizer.display(),
+        tokenizer.display(),
+        model_tokenizer.display()
+    );
+    Ok(())
+}
+
+fn check_vocabulary(max_token: Option<u32>, vocab_size: usize, domain: &str) -> anyhow::Result<()> {
+    if let Some(max) = max_token {
+        ensure!(
+            (max as usize) < vocab_size,
+            "domain `{domain}` holds token id {max}, outside the model's vocabulary of \
+             {vocab_size}; were the shards encoded with another tokenizer?"
+        );
+    }
+    Ok(())
+}
+
+pub fn token_shards(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let dir = dir.join(TOKENS);
+    let mut shards: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("no token shards in {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    shards.sort();
+    Ok(shards)
+}
+
+/// dapt-tokenize's batch sources, as the trainer consumes them.
+struct Batches<S>(S);
+
+impl<S: TokenBatchSource> BatchSource for Batches<S> {
+    fn next_batch(&mut self, batch: usize, seq_len: usize) -> anyhow::Result<Vec<u32>> {
+        self.0.next_batch(batch, seq_len)
+    }
+    fn state(&self) -> serde_json::Value {
+        self.0.state()
+    }
+    fn restore(&mut self, state: &serde_json::Value) -> anyhow::Result<()> {
+        self.0.restore(state)
+    }
+}
+
+/// Training progress on the stage's bar and log; checkpoints are failure-injection points.
+struct StageObserver<'a, 'b> {
+    ctx: &'a StageContext<'b>,
+}
+
+impl TrainObserver for StageObserver<'_, '_> {
+    fn on_start(&mut self, resumed_from_step: u64, max_steps: u64) {
+        self.ctx.set_progress_total(max_steps, "steps");
+        self.ctx.add_progress(resumed_from_step);
+        if resumed_from_step > 0 {
+            self.ctx.log(&format!(
+                "resumed from the checkpoint of step {resumed_from_step}"
+            ));
+        }
+    }
+
+    fn on_step(&mut self, record: &StepRecord) -> ControlFlow<()> {
+        self.ctx.add_progress(1);
+        self.ctx.status(&format!(
+            "loss {:.3} lr {:.1e} {:.0} tok/s",
+            record.train_loss, record.lr, record.tokens_per_s
+        ));
+        if !record.validation.is_empty() {
+            let validation: Vec<String> = record
+                .validation
+                .iter()
+                .map(|(name, loss)| format!("{name} {loss:.3}"))
+                .collect();
+            self.ctx.log(&format!(
+                "step {}: train loss {:.3}, validation {}",
+                record.step,
+                record.train_loss,
+                validation.join(", ")
+            ));
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn on_checkpoint(&mut self, step: u64, dir: &Path) {
+        if let Err(e) = self.ctx.durable_progress("checkpoints", step) {
+            self.ctx.log(&format!(
+                "could not record checkpoint {}: {e:#}",
+                dir.display()
+            ));
+        }
+    }
+
+    fn on_notice(&mut self, message: &str) {
+        self.ctx.log(message);
+    }
+}
+
+/// The rows of `train_log.csv` this summary needs.
+struct TrainLog {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+fn read_log(path: &Path) -> anyhow::Result<TrainLog> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut lines = text
+        .lines()
+        .map(|l| l.split(',').map(str::to_owned).collect::<Vec<_>>());
+    let header = lines.next().unwrap_or_default();
+    Ok(TrainLog {
+        header,
+        rows: lines.collect(),
+    })
+}
+
+impl TrainLog {
+    fn column(&self, name: &str) -> Option<usize> {
+        self.header.iter().position(|h| h == name)
+    }
+
+    fn values(&self, name: &str) -> impl Iterator<Item = f64> + '_ {
+        let column = self.column(name);
+        self.rows
+            .iter()
+            .filter_map(move |row| row.get(column?)?.parse().ok())
+    }
+
+    fn median_tokens_per_s(&self) -> f64 {
+        let mut rates: Vec<f64> = self.values("tokens_per_s").collect();
+        rates.sort_by(f64::total_cmp);
+        rates.get(rates.len() / 2).copied().unwrap_or(0.0)
+    }
+
+    fn last_train_loss(&self) -> f64 {
+        self.values("train_loss").last().unwrap_or(f64::NAN)
+    }
+
+    /// The latest validation loss per set.
+    fn last_validation(&self) -> BTreeMap<String, f64> {
+        self.header
+            .iter()
+            .filter_map(|h| h.strip_prefix("val_"))
+            .filter_map(|name| Some((name.to_owned(), self.values(&format!("val_{name}")).last()?)))
+            .collect()
+    }
+}

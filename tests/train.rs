@@ -1,0 +1,163 @@
+//! The training stages through the `dapt` binary on a slice of the real corpora: a
+//! `pretrain` on general text, a `continue` on financial text, a run killed after a
+//! checkpoint that resumes to the same weights.
+
+mod support;
+
+use std::path::Path;
+
+use support::*;
+
+/// BBC business (financial) and tech (general) news, split, tokenized with a small
+/// vocabulary, then a 1-layer GPT pre-trained on general text and continued on financial.
+fn pipeline(data_root: &Path) -> String {
+    format!(
+        "[pipeline]\nname = \"train\"\njobs = 2\nseed = 7\ndata_root = \"{}\"\n\n\
+         [corpora.business]\ndomain = \"financial\"\nreader = \"folder-labels\"\nencoding = \"utf-8-or-latin-1\"\npaths = [\"general/bbc_news/business/*.txt\"]\n\n\
+         [corpora.tech]\ndomain = \"general\"\nreader = \"folder-labels\"\nencoding = \"utf-8-or-latin-1\"\npaths = [\"general/bbc_news/tech/*.txt\"]\n\n\
+         [stages.ingest]\nkind = \"ingest\"\ncorpora = [\"business\", \"tech\"]\n\n\
+         [stages.split]\nkind = \"split\"\ninputs = [\"ingest\"]\nratios = {{ train = 0.8, validation = 0.1, test = 0.1 }}\n\n\
+         [stages.tokenizer]\nkind = \"tokenizer\"\ninputs = [\"split\"]\nvocab_size = 1000\nsample_mb = 2\n\n\
+         [stages.tokenize]\nkind = \"tokenize\"\ninputs = [\"split\", \"tokenizer\"]\ntokenizer = \"tokenizer\"\n\n\
+         [stages.base]\nkind = \"pretrain\"\ninputs = [\"tokenize\", \"tokenizer\"]\n\
+         model = {{ n_layer = 1, n_head = 2, d_model = 32, context = 32 }}\n\
+         mixture = {{ general = 1.0 }}\ntoken_budget = 16_384\nbatch_size = 8\npeak_lr = 3e-3\n\
+         eval_every = 16\ncheckpoint_every = 16\neval_batches = 8\n\n\
+         [stages.financial]\nkind = \"continue\"\ninputs = [\"tokenize\", \"tokenizer\", \"base\"]\nfrom = \"base\"\n\
+         mixture = {{ financial = 1.0 }}\ntoken_budget = 16_384\nbatch_size = 8\npeak_lr = 3e-3\n\
+         eval_every = 16\ncheckpoint_every = 16\neval_batches = 8\n",
+        data_root.display()
+    )
+}
+
+fn counts(sb: &Sandbox, stage: &str) -> serde_json::Value {
+    let path = sb.path(&format!(".dapt/stages/{stage}/manifest.json"));
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    manifest["counts"].clone()
+}
+
+fn weights(sb: &Sandbox, stage: &str) -> Vec<u8> {
+    std::fs::read(sb.path(&format!(".dapt/stages/{stage}/out/model/model.safetensors"))).unwrap()
+}
+
+#[test]
+fn continuing_on_financial_text_lowers_the_financial_loss_and_keeps_the_budget() {
+    let sb = Sandbox::new(&pipeline(&dapt_testdata::mirror()));
+    sb.dapt_expect(&["run"], 0);
+    let base = counts(&sb, "base");
+    let continued = counts(&sb, "financial");
+
+    // 16,384 tokens at 8 x 32 tokens a step.
+    assert_eq!(base["steps"], 64);
+    assert_eq!(continued["tokens"], 16_384);
+    assert_eq!(continued["tokens_total"], 32_768);
+    assert_eq!(continued["init"], "base");
+    let fin_before = base["validation"]["financial"].as_f64().unwrap();
+    let fin_after = continued["validation"]["financial"].as_f64().unwrap();
+    assert!(
+        fin_after < fin_before - 0.05,
+        "financial validation loss should fall when continuing on it: {fin_before} -> {fin_after}"
+    );
+    let realised = &continued["mixture"]["financial"];
+    assert_eq!(realised["tokens"], 16_384);
+    assert_eq!(realised["realised_share"], 1.0);
+    // Chinchilla bookkeeping: 6ND over everything the model has seen.
+    let params = continued["params"].as_f64().unwrap();
+    let flops = continued["chinchilla"]["flops"].as_f64().unwrap();
+    assert!((flops - 6.0 * params * 32_768.0).abs() < 1.0);
+
+    // The export carries its tokenizer and reloads.
+    let model = sb.path(".dapt/stages/financial/out/model");
+    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+        assert!(model.join(file).is_file(), "{file} exported");
+    }
+    let log = std::fs::read_to_string(sb.path(".dapt/stages/financial/out/train_log.csv")).unwrap();
+    assert_eq!(log.lines().count(), 1 + 64, "a header and one row per step");
+
+    // A second run trains nothing.
+    let out = sb.dapt_expect(&["run"], 0);
+    assert!(!stdout(&out).contains("ran "), "{}", stdout(&out));
+}
+
+#[test]
+fn a_training_stage_killed_after_a_checkpoint_resumes_to_the_same_weights() {
+    let mirror = dapt_testdata::mirror();
+    let reference = Sandbox::new(&pipeline(&mirror));
+    reference.dapt_expect(&["run", "base"], 0);
+
+    let sb = Sandbox::new(&pipeline(&mirror));
+    sb.dapt_expect(&["run", "tokenize"], 0);
+    // Killed (abort, no cleanup) right after base's second checkpoint (step 32 of 64).
+    let killed = sb
+        .command(&["run", "base"])
+        .env("DAPT_INJECT_KILL_AFTER_SHARDS", "2")
+        .output()
+        .unwrap();
+    assert!(!killed.status.success(), "the injected kill stops the run");
+    assert!(
+        !sb.path(".dapt/stages/base/manifest.json").exists(),
+        "a killed stage is not done"
+    );
+    let status = sb.status();
+    let base = status.iter().find(|(stage, ..)| stage == "base").unwrap();
+    assert!(
+        base.2
+            .contains("interrupted with 2 shard(s) or checkpoint(s) kept"),
+        "{base:?}"
+    );
+
+    let out = sb.dapt_expect(&["run", "base"], 0);
+    assert!(
+        stdout(&out).contains("resumed from the checkpoint of step 32"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(counts(&sb, "base")["steps"], 64);
+    assert!(
+        weights(&sb, "base") == weights(&reference, "base"),
+        "resumed weights equal the uninterrupted run's bit for bit"
+    );
+    let log = |s: &Sandbox| std::fs::read_to_string(s.path(".dapt/stages/base/out/train_log.csv"));
+    let strip_rates = |text: String| -> Vec<String> {
+        // tokens/s differs between runs; every other column must match.
+        text.lines()
+            .map(|l| {
+                let mut cols: Vec<&str> = l.split(',').collect();
+                cols.remove(5);
+                cols.join(",")
+            })
+            .collect()
+    };
+    assert_eq!(
+        strip_rates(log(&sb).unwrap()),
+        strip_rates(log(&reference).unwrap())
+    );
+}
+
+#[test]
+fn bad_training_parameters_are_reported_with_their_keys() {
+    let text = pipeline(&dapt_testdata::mirror())
+        .replace("mixture = { general = 1.0 }", "mixture = { general = 0.0 }")
+        .replace("from = \"base\"\n", "")
+        .replacen("token_budget = 16_384\n", "", 1);
+    let sb = Sandbox::new(&text);
+    let out = sb.dapt_expect(&["status"], 2);
+    let err = stderr(&out);
+    for needle in ["mixture.general", "from", "token_budget"] {
+        assert!(err.contains(needle), "missing {needle} in:\n{err}");
+    }
+
+    // A mixture domain the tokens do not have fails at run time, naming what exists.
+    let sb = Sandbox::new(
+        &pipeline(&dapt_testdata::mirror())
+            .replace("mixture = { financial = 1.0 }", "mixture = { legal = 1.0 }"),
+    );
+    let out = sb.dapt_expect(&["run"], 1);
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        all.contains("mixture domain `legal` has no training tokens"),
+        "{all}"
+    );
+    assert!(all.contains("financial, general"), "{all}");
+}
