@@ -161,3 +161,37 @@ fn bad_training_parameters_are_reported_with_their_keys() {
     );
     assert!(all.contains("financial, general"), "{all}");
 }
+
+#[test]
+fn plan_counts_flops_and_epochs_and_measures_throughput_before_and_after_a_run() {
+    let sb = Sandbox::new(&pipeline(&dapt_testdata::mirror()));
+    let plan = |sb: &Sandbox| -> Vec<serde_json::Value> {
+        serde_json::from_slice(&sb.dapt_expect(&["plan", "--json"], 0).stdout).unwrap()
+    };
+    // Nothing has run: throughput from a probe, epochs unknown.
+    let before = plan(&sb);
+    assert_eq!(before.len(), 2);
+    assert_eq!(
+        before[0]["throughput_from"],
+        "a 3-step probe on random tokens"
+    );
+    assert!(before[0]["tokens_per_s"].as_f64().unwrap() > 0.0);
+    assert!(before[0]["epochs"]["general"].is_null());
+    // The continued model has seen both stages' tokens.
+    assert_eq!(before[1]["budget"]["tokens"], 32_768);
+    let params = before[1]["budget"]["params"].as_f64().unwrap();
+    assert_eq!(
+        before[1]["budget"]["optimal_tokens"].as_f64().unwrap(),
+        20.0 * params
+    );
+    let flops = before[1]["budget"]["flops"].as_f64().unwrap();
+    assert!((flops - 6.0 * params * 32_768.0).abs() < 1.0);
+
+    sb.dapt_expect(&["run"], 0);
+    let after = plan(&sb);
+    assert_eq!(after[0]["throughput_from"], "stage financial's last run");
+    let base = counts(&sb, "base");
+    let general = base["mixture"]["general"]["epochs"].as_f64().unwrap();
+    let planned = after[0]["epochs"]["general"].as_f64().unwrap();
+    assert!((general - planned).abs() < 1e-3, "{general} vs {planned}");
+}

@@ -5,6 +5,7 @@
 
 mod inspect;
 mod kinds;
+mod plan;
 mod progress;
 
 use std::path::PathBuf;
@@ -80,6 +81,15 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         rows: usize,
     },
+    /// Estimate the training stages: parameters, 6ND FLOPs, Chinchilla-optimal tokens and
+    /// fitted loss, epochs per domain, and wall time from measured throughput.
+    Plan {
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        pipeline: PipelineArg,
+    },
     /// Delete the outputs and state of STAGES (all when none), so they run again.
     Clean {
         stages: Vec<String>,
@@ -114,6 +124,19 @@ fn load(arg: &PipelineArg, registry: &Registry) -> Result<Pipeline, ExitCode> {
 
 fn run(cmd: Cmd, registry: &Registry) -> anyhow::Result<ExitCode> {
     match cmd {
+        Cmd::Plan { json, pipeline } => {
+            let pipeline = match load(&pipeline, registry) {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            let plans = plan::plan(&pipeline)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&plans)?);
+            } else {
+                print!("{}", plan::render(&plans));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Run {
             stages,
             from,

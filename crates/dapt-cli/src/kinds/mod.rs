@@ -15,6 +15,9 @@ pub mod training;
 
 use dapt_dag::Registry;
 
+pub use docs::param_error;
+pub use tokenizer::TOKENIZER_FILE;
+
 /// Every stage kind, registered, with the corpus schema.
 pub fn registry() -> Registry {
     let mut registry = Registry::new();
