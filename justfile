@@ -29,6 +29,12 @@ bench: build data
     scripts/bench-noop-run.sh {{dapt_release}}
     python3 scripts/bench_data.py {{dapt_release}} target/bench
     scripts/bench-dedup.sh {{dapt_release}} target/bench
+    cargo run --quiet --release -p dapt-tokenize --example bench_encode -- data/raw/financial/ectsum
+    scripts/bench-train.sh target/bench
+
+# The LibTorch backend (torch 2.9.0 in a virtualenv): a short training on CPU, and CUDA if present.
+test-tch:
+    scripts/test-tch.sh target/tch
 
 fmt:
     cargo fmt --all

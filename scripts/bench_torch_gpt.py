@@ -2,14 +2,16 @@
 """PyTorch peer of `cargo run --release -p dapt-model --example train_throughput`.
 
 Same model (GPT: learned positions, pre-LayerNorm, fused qkv, causal attention, exact GELU 4x
-MLP, tied head), same shapes (4 layers, d 256, 4 heads, T 128, B 8, vocab 8192), fp32, AdamW
-with global-norm clipping 1.0, 2 CPU threads. Prints the median training tokens/s after two
-warm-up steps.
+MLP, tied head), same shapes (default 4 layers, d 256, 4 heads; T 128, B 8, vocab 8192), fp32,
+AdamW with global-norm clipping 1.0, 2 CPU threads. Prints the median training tokens/s after
+two warm-up steps, the evaluation tokens/s (no_grad forward + loss over 16 windows of 128, 8 at
+a time, best of 3), and a last JSON line with both.
 
-    python3 scripts/bench_torch_gpt.py [--steps 8] [--threads 2]
+    python3 scripts/bench_torch_gpt.py [--steps 8] [--threads 2] [--n-layer 4 --d-model 256 --n-head 4]
 """
 
 import argparse
+import json
 import math
 import statistics
 import time
@@ -65,12 +67,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--n-layer", type=int, default=4)
+    parser.add_argument("--d-model", type=int, default=256)
+    parser.add_argument("--n-head", type=int, default=4)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
     vocab, batch, seq_len = 8192, 8, 128
-    model = Gpt(vocab, n_layer=4, n_head=4, d_model=256, context=seq_len)
+    model = Gpt(vocab, n_layer=args.n_layer, n_head=args.n_head, d_model=args.d_model, context=seq_len)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW(
@@ -93,8 +98,22 @@ def main() -> None:
         print(f"step {step:>3}  loss {loss_value:.3f}  {rate:>8.0f} tokens/s")
         rates.append(rate)
     steady = rates[2:] or rates
-    print(f"torch {torch.__version__}: {n_params} params, median {statistics.median(steady):.0f} "
+    train_rate = statistics.median(steady)
+    print(f"torch {torch.__version__}: {n_params} params, median {train_rate:.0f} "
           f"training tokens/s over {len(steady)} steps (B8 T128, fp32, {args.threads} threads)")
+
+    model.eval()
+    windows = torch.randint(0, vocab, (16, seq_len + 1))
+    eval_rate = 0.0
+    with torch.no_grad():
+        for _ in range(3):
+            start = time.perf_counter()
+            for rows in windows.split(batch):
+                logits = model(rows[:, :-1])
+                F.cross_entropy(logits.reshape(-1, vocab), rows[:, 1:].reshape(-1), reduction="sum").item()
+            eval_rate = max(eval_rate, 16 * seq_len / (time.perf_counter() - start))
+    print(f"torch: {eval_rate:.0f} evaluation tokens/s")
+    print(json.dumps({"params": n_params, "train_tokens_per_s": train_rate, "eval_tokens_per_s": eval_rate}))
 
 
 if __name__ == "__main__":

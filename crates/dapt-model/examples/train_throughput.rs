@@ -1,14 +1,18 @@
-//! Training throughput of the reference small config (4 layers, d 256, 4 heads, T 128, B 8,
-//! vocab 8192) through the real training loop.
+//! Training and evaluation throughput of a GPT (default: 4 layers, d 256, 4 heads; always
+//! T 128, B 8, vocab 8192) through the real training loop and the real scorer.
 //!
-//! `cargo run --release -p dapt-model --example train_throughput -- [DEVICE] [STEPS]`
+//! `cargo run --release -p dapt-model --example train_throughput -- [DEVICE] [STEPS] [N_LAYER D_MODEL N_HEAD]`
+//!
+//! The last line is JSON (`train_tokens_per_s`, `eval_tokens_per_s`, `params`) for
+//! scripts/bench-train.sh, which runs PyTorch on the same shapes.
 
 use std::ops::ControlFlow;
+use std::time::Instant;
 
 use anyhow::Result;
 use dapt_model::{
     BatchSource, GptConfig, Initialization, StepRecord, TrainConfig, TrainObserver, TrainRun,
-    device_from_name, train,
+    device_from_name, token_nll, train,
 };
 
 /// Pseudo-random token ids (throughput does not depend on the data).
@@ -58,11 +62,14 @@ fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let device_name = args.next().unwrap_or_else(|| "cpu".into());
     let steps: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(8);
+    let mut shape = args.map(|s| s.parse::<usize>());
+    let mut next_or = |default| shape.next().transpose().map(|v| v.unwrap_or(default));
+    let (n_layer, d_model, n_head) = (next_or(4)?, next_or(256)?, next_or(4)?);
     let model = GptConfig {
         vocab_size: 8192,
-        n_layer: 4,
-        n_head: 4,
-        d_model: 256,
+        n_layer,
+        n_head,
+        d_model,
         context: 128,
         dropout: 0.0,
         tie_embeddings: true,
@@ -85,18 +92,20 @@ fn main() -> Result<()> {
     };
     let dir = std::env::temp_dir().join(format!("dapt-throughput-{}", std::process::id()));
     let mut rates = Rates::default();
-    train(
+    let device = device_from_name(&device_name)?;
+    let mut tokens = RandomTokens {
+        state: 1,
+        vocab: 8192,
+    };
+    let outcome = train(
         TrainRun {
             dir: &dir,
             model: &model,
             config: &config,
             init: Initialization::Scratch,
-            device: &device_from_name(&device_name)?,
+            device: &device,
         },
-        &mut RandomTokens {
-            state: 1,
-            vocab: 8192,
-        },
+        &mut tokens,
         &mut [],
         &mut rates,
     )?;
@@ -110,6 +119,25 @@ fn main() -> Result<()> {
         "{device_name}: {} params, median {median:.0} training tokens/s over {} steps (B8 T128, fp32); last loss {last_loss:?}",
         model.param_count(),
         steady.len()
+    );
+
+    // Evaluation: non-overlapping windows of 128 tokens, 8 at a time, as the evaluate stage
+    // scores documents; best of three passes over 16 windows.
+    let ids = tokens.next_batch(1, 16 * 128)?;
+    let mut eval_rate = 0.0f64;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let scored = token_nll(&outcome.model, &ids, 128, 128, 8)?;
+        eval_rate = eval_rate.max(scored.tokens as f64 / started.elapsed().as_secs_f64());
+    }
+    println!("{device_name}: {eval_rate:.0} evaluation tokens/s");
+    println!(
+        "{}",
+        serde_json::json!({
+            "params": model.param_count(),
+            "train_tokens_per_s": median,
+            "eval_tokens_per_s": eval_rate,
+        })
     );
     Ok(())
 }

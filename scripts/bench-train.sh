@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Training and evaluation tokens/s: dapt (burn, flex CPU backend) against PyTorch eager on
+# the same GPT shapes, both fp32 on 2 threads, measured in the same run. PyTorch 2.9.0 is
+# installed from PyPI into a throwaway virtualenv under OUT the first time.
+#
+#   scripts/bench-train.sh [OUT]     (default target/bench)
+set -euo pipefail
+out="${1:-target/bench}"
+venv="$out/venv-torch"
+mkdir -p "$out"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
+  echo "installing torch 2.9.0 into $venv (once)" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check torch==2.9.0 numpy
+fi
+cargo build --quiet --release -p dapt-model --example train_throughput
+export RAYON_NUM_THREADS=2 OMP_NUM_THREADS=2
+printf '%-22s %12s %12s %7s %12s %12s %7s\n' "model (L d h)" "dapt train" "torch train" "ratio" "dapt eval" "torch eval" "ratio"
+# The default pipeline's model, then the reference 4-layer one.
+for shape in "2 128 4" "4 256 4"; do
+  read -r layers width heads <<<"$shape"
+  dapt=$(target/release/examples/train_throughput cpu 8 "$layers" "$width" "$heads" | tail -1)
+  torch=$("$venv/bin/python" scripts/bench_torch_gpt.py --steps 8 --threads 2 \
+    --n-layer "$layers" --d-model "$width" --n-head "$heads" | tail -1)
+  python3 - "$shape" "$dapt" "$torch" <<'PY'
+import json, sys
+shape, dapt, torch = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+t = (dapt["train_tokens_per_s"], torch["train_tokens_per_s"])
+e = (dapt["eval_tokens_per_s"], torch["eval_tokens_per_s"])
+print(f"{shape + ' (' + format(dapt['params'], ',') + ')':<22} {t[0]:>12.0f} {t[1]:>12.0f} {t[0]/t[1]:>6.2f}x {e[0]:>12.0f} {e[1]:>12.0f} {e[0]/e[1]:>6.2f}x")
+PY
+done
