@@ -4,38 +4,7 @@
 
 mod support;
 
-use std::path::Path;
-
 use support::*;
-
-/// BBC business (financial) and tech (general) news, split, tokenized with a small
-/// vocabulary, then a 1-layer GPT pre-trained on general text and continued on financial.
-fn pipeline(data_root: &Path) -> String {
-    format!(
-        "[pipeline]\nname = \"train\"\njobs = 2\nseed = 7\ndata_root = \"{}\"\n\n\
-         [corpora.business]\ndomain = \"financial\"\nreader = \"folder-labels\"\nencoding = \"utf-8-or-latin-1\"\npaths = [\"general/bbc_news/business/*.txt\"]\n\n\
-         [corpora.tech]\ndomain = \"general\"\nreader = \"folder-labels\"\nencoding = \"utf-8-or-latin-1\"\npaths = [\"general/bbc_news/tech/*.txt\"]\n\n\
-         [stages.ingest]\nkind = \"ingest\"\ncorpora = [\"business\", \"tech\"]\n\n\
-         [stages.split]\nkind = \"split\"\ninputs = [\"ingest\"]\nratios = {{ train = 0.8, validation = 0.1, test = 0.1 }}\n\n\
-         [stages.tokenizer]\nkind = \"tokenizer\"\ninputs = [\"split\"]\nvocab_size = 1000\nsample_mb = 2\n\n\
-         [stages.tokenize]\nkind = \"tokenize\"\ninputs = [\"split\", \"tokenizer\"]\ntokenizer = \"tokenizer\"\n\n\
-         [stages.base]\nkind = \"pretrain\"\ninputs = [\"tokenize\", \"tokenizer\"]\n\
-         model = {{ n_layer = 1, n_head = 2, d_model = 32, context = 32 }}\n\
-         mixture = {{ general = 1.0 }}\ntoken_budget = 16_384\nbatch_size = 8\npeak_lr = 3e-3\n\
-         eval_every = 16\ncheckpoint_every = 16\neval_batches = 8\n\n\
-         [stages.financial]\nkind = \"continue\"\ninputs = [\"tokenize\", \"tokenizer\", \"base\"]\nfrom = \"base\"\n\
-         mixture = {{ financial = 1.0 }}\ntoken_budget = 16_384\nbatch_size = 8\npeak_lr = 3e-3\n\
-         eval_every = 16\ncheckpoint_every = 16\neval_batches = 8\n",
-        data_root.display()
-    )
-}
-
-fn counts(sb: &Sandbox, stage: &str) -> serde_json::Value {
-    let path = sb.path(&format!(".dapt/stages/{stage}/manifest.json"));
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    manifest["counts"].clone()
-}
 
 fn weights(sb: &Sandbox, stage: &str) -> Vec<u8> {
     std::fs::read(sb.path(&format!(".dapt/stages/{stage}/out/model/model.safetensors"))).unwrap()
@@ -43,7 +12,7 @@ fn weights(sb: &Sandbox, stage: &str) -> Vec<u8> {
 
 #[test]
 fn continuing_on_financial_text_lowers_the_financial_loss_and_keeps_the_budget() {
-    let sb = Sandbox::new(&pipeline(&dapt_testdata::mirror()));
+    let sb = Sandbox::new(&training_pipeline(&dapt_testdata::mirror()));
     sb.dapt_expect(&["run"], 0);
     let base = counts(&sb, "base");
     let continued = counts(&sb, "financial");
@@ -83,10 +52,10 @@ fn continuing_on_financial_text_lowers_the_financial_loss_and_keeps_the_budget()
 #[test]
 fn a_training_stage_killed_after_a_checkpoint_resumes_to_the_same_weights() {
     let mirror = dapt_testdata::mirror();
-    let reference = Sandbox::new(&pipeline(&mirror));
+    let reference = Sandbox::new(&training_pipeline(&mirror));
     reference.dapt_expect(&["run", "base"], 0);
 
-    let sb = Sandbox::new(&pipeline(&mirror));
+    let sb = Sandbox::new(&training_pipeline(&mirror));
     sb.dapt_expect(&["run", "tokenize"], 0);
     // Killed (abort, no cleanup) right after base's second checkpoint (step 32 of 64).
     let killed = sb
@@ -137,7 +106,7 @@ fn a_training_stage_killed_after_a_checkpoint_resumes_to_the_same_weights() {
 
 #[test]
 fn bad_training_parameters_are_reported_with_their_keys() {
-    let text = pipeline(&dapt_testdata::mirror())
+    let text = training_pipeline(&dapt_testdata::mirror())
         .replace("mixture = { general = 1.0 }", "mixture = { general = 0.0 }")
         .replace("from = \"base\"\n", "")
         .replacen("token_budget = 16_384\n", "", 1);
@@ -150,7 +119,7 @@ fn bad_training_parameters_are_reported_with_their_keys() {
 
     // A mixture domain the tokens do not have fails at run time, naming what exists.
     let sb = Sandbox::new(
-        &pipeline(&dapt_testdata::mirror())
+        &training_pipeline(&dapt_testdata::mirror())
             .replace("mixture = { financial = 1.0 }", "mixture = { legal = 1.0 }"),
     );
     let out = sb.dapt_expect(&["run"], 1);
@@ -164,7 +133,7 @@ fn bad_training_parameters_are_reported_with_their_keys() {
 
 #[test]
 fn plan_counts_flops_and_epochs_and_measures_throughput_before_and_after_a_run() {
-    let sb = Sandbox::new(&pipeline(&dapt_testdata::mirror()));
+    let sb = Sandbox::new(&training_pipeline(&dapt_testdata::mirror()));
     let plan = |sb: &Sandbox| -> Vec<serde_json::Value> {
         serde_json::from_slice(&sb.dapt_expect(&["plan", "--json"], 0).stdout).unwrap()
     };

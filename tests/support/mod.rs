@@ -157,3 +157,33 @@ pub fn files_in(dir: &Path) -> Vec<(String, Vec<u8>)> {
     files.sort();
     files
 }
+
+/// BBC business (financial) and tech (general) news, split, tokenized with a small
+/// vocabulary, then a 1-layer GPT pre-trained on general text and continued on financial.
+pub fn training_pipeline(data_root: &Path) -> String {
+    format!(
+        "[pipeline]\nname = \"train\"\njobs = 2\nseed = 7\ndata_root = \"{}\"\n\n\
+         [corpora.business]\ndomain = \"financial\"\nreader = \"folder-labels\"\nencoding = \"utf-8-or-latin-1\"\npaths = [\"general/bbc_news/business/*.txt\"]\n\n\
+         [corpora.tech]\ndomain = \"general\"\nreader = \"folder-labels\"\nencoding = \"utf-8-or-latin-1\"\npaths = [\"general/bbc_news/tech/*.txt\"]\n\n\
+         [stages.ingest]\nkind = \"ingest\"\ncorpora = [\"business\", \"tech\"]\n\n\
+         [stages.split]\nkind = \"split\"\ninputs = [\"ingest\"]\nratios = {{ train = 0.8, validation = 0.1, test = 0.1 }}\n\n\
+         [stages.tokenizer]\nkind = \"tokenizer\"\ninputs = [\"split\"]\nvocab_size = 1000\nsample_mb = 2\n\n\
+         [stages.tokenize]\nkind = \"tokenize\"\ninputs = [\"split\", \"tokenizer\"]\ntokenizer = \"tokenizer\"\n\n\
+         [stages.base]\nkind = \"pretrain\"\ninputs = [\"tokenize\", \"tokenizer\"]\n\
+         model = {{ n_layer = 1, n_head = 2, d_model = 32, context = 32 }}\n\
+         mixture = {{ general = 1.0 }}\ntoken_budget = 16_384\nbatch_size = 8\npeak_lr = 3e-3\n\
+         eval_every = 16\ncheckpoint_every = 16\neval_batches = 8\n\n\
+         [stages.financial]\nkind = \"continue\"\ninputs = [\"tokenize\", \"tokenizer\", \"base\"]\nfrom = \"base\"\n\
+         mixture = {{ financial = 1.0 }}\ntoken_budget = 16_384\nbatch_size = 8\npeak_lr = 3e-3\n\
+         eval_every = 16\ncheckpoint_every = 16\neval_batches = 8\n",
+        data_root.display()
+    )
+}
+
+/// The `counts` of a stage's manifest.
+pub fn counts(sb: &Sandbox, stage: &str) -> serde_json::Value {
+    let path = sb.path(&format!(".dapt/stages/{stage}/manifest.json"));
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    manifest["counts"].clone()
+}

@@ -6,8 +6,10 @@ mod command;
 mod continued;
 mod dedup;
 mod docs;
+mod evaluate;
 mod ingest;
 mod pretrain;
+mod report;
 mod split;
 mod tokenize;
 mod tokenizer;
@@ -31,6 +33,8 @@ pub fn registry() -> Registry {
         .register(tokenize::TokenizeKind)
         .register(pretrain::PretrainKind)
         .register(continued::ContinueKind)
+        .register(evaluate::EvaluateKind)
+        .register(report::ReportKind)
         .set_corpus_check(ingest::check_corpus);
     registry
 }

@@ -1,0 +1,26 @@
+//! dapt-eval: what a trained dapt model knows, measured the same way for every model.
+//!
+//! - [`lm`]: per-domain language-modelling scores over token documents — mean token loss,
+//!   perplexity and bits per byte (lm-evaluation-harness's definition: summed NLL of the text
+//!   in bits over its UTF-8 bytes), long documents in rolling windows, short ones batched.
+//! - [`probe`]: a linear probe (multinomial logistic regression on standardised frozen
+//!   features, L2, deterministic accelerated full-batch gradient descent) in plain Rust.
+//! - [`metrics`]: accuracy, macro-F1 and the majority-class baseline.
+//! - [`sentiment`]: a labelled sentiment task scored three ways: probe on pooled features,
+//!   zero-shot label likelihood after a prompt, and the majority baseline.
+//! - [`sample`]: deterministic, seed-keyed sampling of documents by id.
+
+pub mod lm;
+pub mod metrics;
+pub mod probe;
+pub mod sample;
+pub mod sentiment;
+
+pub use lm::{LmEvalConfig, LmScore, score_documents};
+pub use metrics::{Metrics, classification_metrics, majority_class};
+pub use probe::{LinearProbe, ProbeConfig};
+pub use sample::{hash_order, take_until_tokens};
+pub use sentiment::{
+    SentimentConfig, SentimentExample, SentimentScores, SentimentTask, evaluate_sentiment,
+    zero_shot_prompt, zero_shot_scores,
+};
