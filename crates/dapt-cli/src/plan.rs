@@ -8,15 +8,11 @@
 //! shape — or, when there is none, by a 3-step probe on random tokens.
 
 use std::collections::BTreeMap;
-use std::ops::ControlFlow;
 
 use anyhow::Context;
 use dapt_dag::Pipeline;
 use dapt_dag::manifest::{Manifest, StageDir};
-use dapt_model::{
-    BatchSource, ComputeBudget, GptConfig, Initialization, StepRecord, TrainConfig, TrainObserver,
-    TrainRun, device_from_name, train,
-};
+use dapt_model::{ComputeBudget, GptConfig, device_from_name, measure_training};
 use serde::Serialize;
 
 use crate::kinds::training::{self, Params, Start};
@@ -187,87 +183,23 @@ fn vocab_size(pipeline: &Pipeline, tokenizer_stage: &str) -> anyhow::Result<usiz
         .map_or(8192, |v| v as usize))
 }
 
-/// Trains 3 steps on random tokens in a scratch folder; the median of the last two.
+/// Trains 3 steps on random tokens; the median of the last two.
 fn probe(
     model: &GptConfig,
     batch_size: usize,
     seq_len: usize,
     device: &str,
 ) -> anyhow::Result<f64> {
-    let dir = std::env::temp_dir().join(format!("dapt-plan-probe-{}", std::process::id()));
-    let config = TrainConfig {
-        seed: 0,
+    let measured = measure_training(
+        model,
         batch_size,
         seq_len,
-        grad_accum_steps: 1,
-        max_steps: 3,
-        peak_lr: 1e-3,
-        min_lr: 1e-4,
-        warmup_steps: 1,
-        optimizer: Default::default(),
-        grad_clip: Some(1.0),
-        eval_every: 0,
-        eval_batches: 1,
-        checkpoint_every: 0,
-        keep_checkpoints: 1,
-    };
-    let mut rates = Rates(Vec::new());
-    let result = train(
-        TrainRun {
-            dir: &dir,
-            model,
-            config: &config,
-            init: Initialization::Scratch,
-            device: &device_from_name(device)?,
-        },
-        &mut RandomTokens {
-            state: 1,
-            vocab: model.vocab_size as u64,
-        },
-        &mut [],
-        &mut rates,
-    );
-    let _ = std::fs::remove_dir_all(&dir);
-    result.context("throughput probe")?;
-    let mut measured = rates.0.split_off(1);
-    measured.sort_by(f64::total_cmp);
-    Ok(measured[measured.len() / 2])
-}
-
-struct Rates(Vec<f64>);
-
-impl TrainObserver for Rates {
-    fn on_step(&mut self, record: &StepRecord) -> ControlFlow<()> {
-        self.0.push(record.tokens_per_s);
-        ControlFlow::Continue(())
-    }
-}
-
-/// Throughput does not depend on the token values.
-struct RandomTokens {
-    state: u64,
-    vocab: u64,
-}
-
-impl BatchSource for RandomTokens {
-    fn next_batch(&mut self, batch: usize, seq_len: usize) -> anyhow::Result<Vec<u32>> {
-        Ok((0..batch * (seq_len + 1))
-            .map(|_| {
-                self.state = self
-                    .state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((self.state >> 33) % self.vocab) as u32
-            })
-            .collect())
-    }
-    fn state(&self) -> serde_json::Value {
-        self.state.into()
-    }
-    fn restore(&mut self, state: &serde_json::Value) -> anyhow::Result<()> {
-        self.state = state.as_u64().unwrap_or(1);
-        Ok(())
-    }
+        3,
+        &device_from_name(device)?,
+        &mut |_| {},
+    )
+    .context("throughput probe")?;
+    Ok(measured.median_after(1))
 }
 
 /// The plan as a table, with the domains' epochs underneath.

@@ -29,6 +29,7 @@ mod optim;
 mod params;
 mod rng;
 mod scaling;
+mod throughput;
 mod train;
 
 pub use config::GptConfig;
@@ -42,6 +43,7 @@ pub use loss::{mean_nll, per_token_nll, sum_nll};
 pub use model::{Block, CausalSelfAttention, Gpt, Mlp, ids_tensor};
 pub use optim::{AdamWConfig, LrSchedule};
 pub use scaling::{CHINCHILLA_TOKENS_PER_PARAM, ComputeBudget, predicted_loss};
+pub use throughput::{RandomTokens, Throughput, measure_training};
 pub use train::{
     BatchSource, Diverged, Initialization, LOG_FILE, Silent, StepRecord, TrainConfig,
     TrainObserver, TrainOutcome, TrainRun, ValidationSet, train,
