@@ -11,7 +11,7 @@
 //! `context - stride` tokens of history).
 
 use anyhow::{Result, ensure};
-use dapt_model::{Gpt, TokenNll, ids_tensor, per_token_nll, token_nll};
+use dapt_model::{Gpt, TokenNll, token_nll, token_nll_rows};
 use serde::{Deserialize, Serialize};
 
 /// How documents are scored.
@@ -102,7 +102,6 @@ pub fn score_documents(
         model.context()
     );
     ensure!(config.batch_size > 0, "batch_size must be at least 1");
-    let device = model.token_embedding.weight.device();
     let mut total = TokenNll::default();
     let bytes: u64 = documents.iter().map(|d| d.bytes).sum();
     let all_ids: Vec<Vec<u32>> = documents
@@ -132,14 +131,7 @@ pub fn score_documents(
             inputs[row * width..row * width + len].copy_from_slice(&ids[..len]);
             targets[row * width..row * width + len].copy_from_slice(&ids[1..]);
         }
-        let nll = per_token_nll(
-            model.forward(ids_tensor(&inputs, group.len(), width, &device)),
-            ids_tensor(&targets, group.len(), width, &device),
-        );
-        let values = nll
-            .into_data()
-            .try_into_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("reading token NLL: {e:?}"))?;
+        let values = token_nll_rows(model, &inputs, &targets, group.len(), width)?;
         let mut scored = 0;
         for (row, ids) in values.chunks(width).zip(group) {
             let len = ids.len() - 1;

@@ -91,7 +91,6 @@ pub fn token_nll(
         "token_nll: stride {stride} must be in 1..={context}"
     );
     ensure!(batch_size > 0, "token_nll: batch_size must be at least 1");
-    let device = model.token_embedding.weight.device();
     let windows = rolling_windows(ids.len(), context, stride);
     let mut total = TokenNll::default();
     // The first window may be shorter than `context`; all later ones have exactly `context`
@@ -108,14 +107,7 @@ pub fn token_nll(
             inputs.extend_from_slice(&ids[window.start..window.end]);
             targets.extend_from_slice(&ids[window.start + 1..window.end + 1]);
         }
-        let nll = per_token_nll(
-            model.forward(ids_tensor(&inputs, group.len(), width, &device)),
-            ids_tensor(&targets, group.len(), width, &device),
-        );
-        let values = nll
-            .into_data()
-            .try_into_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("reading token NLL: {e:?}"))?;
+        let values = token_nll_rows(model, &inputs, &targets, group.len(), width)?;
         for (row, window) in values.chunks(width).zip(group) {
             total += TokenNll {
                 sum_nats: row[width - window.scored..]
@@ -127,6 +119,25 @@ pub fn token_nll(
         }
     }
     Ok(total)
+}
+
+/// Per-token NLL (nats) of `targets` after `inputs`, both `[rows, width]` row-major: one
+/// forward pass, the values flat in the same layout.
+pub fn token_nll_rows(
+    model: &Gpt,
+    inputs: &[u32],
+    targets: &[u32],
+    rows: usize,
+    width: usize,
+) -> Result<Vec<f32>> {
+    let device = model.token_embedding.weight.device();
+    per_token_nll(
+        model.forward(ids_tensor(inputs, rows, width, &device)),
+        ids_tensor(targets, rows, width, &device),
+    )
+    .into_data()
+    .try_into_vec::<f32>()
+    .map_err(|e| anyhow::anyhow!("reading token NLL: {e:?}"))
 }
 
 /// Mean-pooled final hidden states of each document (truncated to the model context), computed
