@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Training and evaluation tokens/s: dapt (burn, flex CPU backend) against PyTorch eager on
-# the same GPT shapes, both fp32 on 2 threads, measured in the same run. PyTorch 2.9.0 is
-# installed from PyPI into a throwaway virtualenv under OUT the first time.
+# Training and evaluation tokens/s: dapt (burn; the flex CPU backend, and LibTorch's CPU
+# device when `just test-tch` has built it) against PyTorch eager on the same GPT shapes,
+# fp32 on 2 threads, measured in the same run. PyTorch 2.9.0 is installed from PyPI into a
+# throwaway virtualenv under OUT the first time.
 #
 #   scripts/bench-train.sh [OUT]     (default target/bench)
 set -euo pipefail
@@ -15,18 +16,29 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import torch" 2>/dev/
 fi
 cargo build --quiet --release -p dapt-model --example train_throughput
 export RAYON_NUM_THREADS=2 OMP_NUM_THREADS=2
-printf '%-22s %12s %12s %7s %12s %12s %7s\n' "model (L d h)" "dapt train" "torch train" "ratio" "dapt eval" "torch eval" "ratio"
+tch_bin=target/tch/cargo/release/examples/train_throughput
+torch_lib=$("$venv/bin/python" -c "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))")
+
+# One table row: label, dapt's JSON line, PyTorch's JSON line.
+row() {
+  python3 - "$@" <<'PY'
+import json, sys
+label, dapt, torch = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+t = (dapt["train_tokens_per_s"], torch["train_tokens_per_s"])
+e = (dapt["eval_tokens_per_s"], torch["eval_tokens_per_s"])
+label = f"{label} ({dapt['params']:,})"
+print(f"{label:<28} {t[0]:>11.0f} {t[1]:>11.0f} {t[0]/t[1]:>6.2f}x {e[0]:>11.0f} {e[1]:>11.0f} {e[0]/e[1]:>6.2f}x")
+PY
+}
+
+printf '%-28s %11s %11s %7s %11s %11s %7s\n' "backend, L d h (params)" "dapt train" "torch train" "ratio" "dapt eval" "torch eval" "ratio"
 # The default pipeline's model, then the reference 4-layer one.
 for shape in "2 128 4" "4 256 4"; do
   read -r layers width heads <<<"$shape"
-  dapt=$(target/release/examples/train_throughput cpu 8 "$layers" "$width" "$heads" | tail -1)
   torch=$("$venv/bin/python" scripts/bench_torch_gpt.py --steps 8 --threads 2 \
     --n-layer "$layers" --d-model "$width" --n-head "$heads" | tail -1)
-  python3 - "$shape" "$dapt" "$torch" <<'PY'
-import json, sys
-shape, dapt, torch = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
-t = (dapt["train_tokens_per_s"], torch["train_tokens_per_s"])
-e = (dapt["eval_tokens_per_s"], torch["eval_tokens_per_s"])
-print(f"{shape + ' (' + format(dapt['params'], ',') + ')':<22} {t[0]:>12.0f} {t[1]:>12.0f} {t[0]/t[1]:>6.2f}x {e[0]:>12.0f} {e[1]:>12.0f} {e[0]/e[1]:>6.2f}x")
-PY
+  row "flex $shape" "$(target/release/examples/train_throughput cpu 8 "$layers" "$width" "$heads" | tail -1)" "$torch"
+  if [ -x "$tch_bin" ]; then
+    row "tch-cpu $shape" "$(LD_LIBRARY_PATH="$torch_lib" "$tch_bin" tch-cpu 8 "$layers" "$width" "$heads" | tail -1)" "$torch"
+  fi
 done
