@@ -98,3 +98,31 @@ fn a_syntax_error_and_a_missing_corpus_are_located() {
         &[(8, 12, "unknown corpus `reuters` (defined corpora: none)")],
     );
 }
+
+#[test]
+fn the_shipped_pipelines_are_valid() {
+    let root = dapt_testdata::workspace_root();
+    for file in ["pipeline.toml", "configs/gpu.toml"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dapt"))
+            .args(["graph", "-c"])
+            .arg(root.join(file))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{file} is invalid:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let graph = String::from_utf8_lossy(&out.stdout);
+        for stage in [
+            "tokenize",
+            "base",
+            "continue_mix",
+            "continue_financial",
+            "evaluate",
+            "report",
+        ] {
+            assert!(graph.contains(stage), "{file} has no stage {stage}");
+        }
+    }
+}
