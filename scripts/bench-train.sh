@@ -8,12 +8,7 @@
 set -euo pipefail
 out="${1:-target/bench}"
 venv="$out/venv-torch"
-mkdir -p "$out"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
-  echo "installing torch 2.9.0 into $venv (once)" >&2
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check torch==2.9.0 numpy
-fi
+scripts/torch-venv.sh "$venv"
 cargo build --quiet --release -p dapt-model --example train_throughput
 export RAYON_NUM_THREADS=2 OMP_NUM_THREADS=2
 tch_bin=target/tch/cargo/release/examples/train_throughput

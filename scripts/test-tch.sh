@@ -8,12 +8,7 @@
 set -euo pipefail
 out="${1:-target/tch}"
 venv="$out/venv"
-mkdir -p "$out"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
-  echo "installing torch 2.9.0 into $venv (once, about 4 GB of wheels)" >&2
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check torch==2.9.0 numpy
-fi
+scripts/torch-venv.sh "$venv"
 export PATH="$PWD/$venv/bin:$PATH" LIBTORCH_USE_PYTORCH=1
 torch_lib=$(python -c "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))")
 export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
