@@ -11,7 +11,7 @@
 //! `context - stride` tokens of history).
 
 use anyhow::{Result, ensure};
-use dapt_model::{Gpt, TokenNll, token_nll, token_nll_rows};
+use dapt_model::{Gpt, TokenNll, padded_token_nll_rows, token_nll};
 use serde::{Deserialize, Serialize};
 
 /// How documents are scored.
@@ -123,15 +123,7 @@ pub fn score_documents(
             end += 1;
         }
         let group = &short[start..end];
-        let width = group.last().expect("non-empty").len() - 1;
-        let mut inputs = vec![end_of_text; group.len() * width];
-        let mut targets = vec![end_of_text; group.len() * width];
-        for (row, ids) in group.iter().enumerate() {
-            let len = ids.len() - 1;
-            inputs[row * width..row * width + len].copy_from_slice(&ids[..len]);
-            targets[row * width..row * width + len].copy_from_slice(&ids[1..]);
-        }
-        let values = token_nll_rows(model, &inputs, &targets, group.len(), width)?;
+        let (values, width) = padded_token_nll_rows(model, group, end_of_text)?;
         let mut scored = 0;
         for (row, ids) in values.chunks(width).zip(group) {
             let len = ids.len() - 1;

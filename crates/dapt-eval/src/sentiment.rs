@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use anyhow::{Result, ensure};
 use dapt_model::burn::prelude::*;
 use dapt_model::burn::tensor::activation::log_softmax;
-use dapt_model::{Gpt, ids_tensor, per_token_nll, pooled_features};
+use dapt_model::{Gpt, ids_tensor, padded_token_nll_rows, pooled_features};
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::{Metrics, classification_metrics, majority_class};
@@ -117,7 +117,7 @@ pub fn zero_shot_scores(
     let scored = if longest == 1 {
         single_token_scores(model, &sorted, candidates, batch_size, &device)?
     } else {
-        sequence_scores(model, &sorted, candidates, batch_size, &device)?
+        sequence_scores(model, &sorted, candidates, batch_size)?
     };
     let mut scores = vec![Vec::new(); prompts.len()];
     for (i, s) in order.into_iter().zip(scored) {
@@ -170,7 +170,6 @@ fn sequence_scores(
     prompts: &[Vec<u32>],
     candidates: &[Vec<u32>],
     batch_size: usize,
-    device: &Device,
 ) -> Result<Vec<Vec<f64>>> {
     let mut scores = Vec::with_capacity(prompts.len());
     let examples_per_pass = batch_size.div_ceil(candidates.len()).max(1);
@@ -185,23 +184,7 @@ fn sequence_scores(
                 })
             })
             .collect();
-        let width = rows.iter().map(|r| r.len() - 1).max().expect("rows");
-        let pad = rows[0][0];
-        let mut inputs = vec![pad; rows.len() * width];
-        let mut targets = vec![pad; rows.len() * width];
-        for (i, row) in rows.iter().enumerate() {
-            let len = row.len() - 1;
-            inputs[i * width..i * width + len].copy_from_slice(&row[..len]);
-            targets[i * width..i * width + len].copy_from_slice(&row[1..]);
-        }
-        let nll = per_token_nll(
-            model.forward(ids_tensor(&inputs, rows.len(), width, device)),
-            ids_tensor(&targets, rows.len(), width, device),
-        );
-        let values = nll
-            .into_data()
-            .try_into_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("reading token NLL: {e:?}"))?;
+        let (values, width) = padded_token_nll_rows(model, &rows, rows[0][0])?;
         for (e, prompt) in group.iter().enumerate() {
             let per_candidate = candidates
                 .iter()
@@ -372,8 +355,7 @@ mod tests {
         // Single-token candidates take the one-row path; it agrees with the general one.
         let single = vec![vec![7], vec![8]];
         let fast = zero_shot_scores(&model, &prompts, &single, 3).unwrap();
-        let device = Device::flex();
-        let slow = sequence_scores(&model, &prompts, &single, 3, &device).unwrap();
+        let slow = sequence_scores(&model, &prompts, &single, 3).unwrap();
         for (a, b) in fast.iter().flatten().zip(slow.iter().flatten()) {
             assert!((a - b).abs() < 1e-4, "{a} vs {b}");
         }

@@ -140,6 +140,32 @@ pub fn token_nll_rows(
     .map_err(|e| anyhow::anyhow!("reading token NLL: {e:?}"))
 }
 
+/// Per-token NLL of sequences of different lengths in one forward pass: row `r` scores
+/// `rows[r][1..]` after `rows[r][..len-1]`, padded with `pad` to the longest row. Returns the
+/// values flat, `width` (the longest row's length minus one) per row; padding positions hold
+/// junk to be ignored. Every row needs at least two ids.
+pub fn padded_token_nll_rows<R: AsRef<[u32]>>(
+    model: &Gpt,
+    rows: &[R],
+    pad: u32,
+) -> Result<(Vec<f32>, usize)> {
+    ensure!(
+        rows.iter().all(|r| r.as_ref().len() >= 2),
+        "padded_token_nll_rows: every row needs at least two ids"
+    );
+    let width = rows.iter().map(|r| r.as_ref().len() - 1).max().unwrap_or(0);
+    let mut inputs = vec![pad; rows.len() * width];
+    let mut targets = vec![pad; rows.len() * width];
+    for (i, row) in rows.iter().enumerate() {
+        let row = row.as_ref();
+        let len = row.len() - 1;
+        inputs[i * width..i * width + len].copy_from_slice(&row[..len]);
+        targets[i * width..i * width + len].copy_from_slice(&row[1..]);
+    }
+    let values = token_nll_rows(model, &inputs, &targets, rows.len(), width)?;
+    Ok((values, width))
+}
+
 /// Mean-pooled final hidden states of each document (truncated to the model context), computed
 /// `batch_size` documents at a time; features for a linear probe.
 pub fn pooled_features(model: &Gpt, docs: &[&[u32]], batch_size: usize) -> Result<Vec<Vec<f32>>> {

@@ -34,7 +34,7 @@ mod train;
 
 pub use config::GptConfig;
 pub use device::device_from_name;
-pub use eval::{TokenNll, pooled_features, token_nll, token_nll_rows};
+pub use eval::{TokenNll, padded_token_nll_rows, pooled_features, token_nll, token_nll_rows};
 pub use export::{
     ARCHITECTURE, CONFIG_FILE, WEIGHTS_FILE, export_model, load_exported, load_safetensors_weights,
     read_exported_config, weights_to_safetensors,

@@ -63,6 +63,7 @@ pub struct Conservation {
 pub struct LogRow {
     pub step: u64,
     pub train_loss: f64,
+    pub tokens_per_s: f64,
     /// Validation loss (nats) per set, on the steps that validated.
     pub validation: BTreeMap<String, f64>,
 }
@@ -83,8 +84,10 @@ impl TrainLog {
             .split(',')
             .collect();
         let column = |name: &str| header.iter().position(|h| h.trim() == name);
-        let (Some(step), Some(loss)) = (column("step"), column("train_loss")) else {
-            bail!("training log header lacks step or train_loss: {header:?}");
+        let (Some(step), Some(loss), Some(rate)) =
+            (column("step"), column("train_loss"), column("tokens_per_s"))
+        else {
+            bail!("training log header lacks step, train_loss or tokens_per_s: {header:?}");
         };
         let validation: Vec<(usize, String)> = header
             .iter()
@@ -103,6 +106,7 @@ impl TrainLog {
             rows.push(LogRow {
                 step: parse(step)? as u64,
                 train_loss: parse(loss)?,
+                tokens_per_s: parse(rate)?,
                 validation: validation
                     .iter()
                     .filter(|(i, _)| !field(*i).is_empty())
@@ -111,6 +115,22 @@ impl TrainLog {
             });
         }
         Ok(Self { rows })
+    }
+
+    /// Median tokens/s over the steps (0 for an empty log).
+    pub fn median_tokens_per_s(&self) -> f64 {
+        let mut rates: Vec<f64> = self.rows.iter().map(|r| r.tokens_per_s).collect();
+        rates.sort_by(f64::total_cmp);
+        rates.get(rates.len() / 2).copied().unwrap_or(0.0)
+    }
+
+    /// The latest validation loss of each set.
+    pub fn last_validation(&self) -> BTreeMap<String, f64> {
+        let mut last = BTreeMap::new();
+        for row in &self.rows {
+            last.extend(row.validation.iter().map(|(k, v)| (k.clone(), *v)));
+        }
+        last
     }
 
     pub fn read(path: &Path) -> Result<Self> {

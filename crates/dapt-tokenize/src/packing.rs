@@ -33,16 +33,34 @@ impl PackedTokens {
         domain: &str,
         seq_len: usize,
     ) -> Result<Self> {
-        let mut tokens = Vec::new();
+        let mut packed = Self::from_shards_for(shards, &[(split, domain)], seq_len)?;
+        Ok(packed.remove(0))
+    }
+
+    /// One packed stream per `(split, domain)` of `wanted`, in that order, from a single pass
+    /// over `shards`.
+    pub fn from_shards_for(
+        shards: &[impl AsRef<Path>],
+        wanted: &[(&str, &str)],
+        seq_len: usize,
+    ) -> Result<Vec<Self>> {
+        let mut streams: Vec<Vec<u32>> = vec![Vec::new(); wanted.len()];
         for shard in shards {
             for row in TokenShardReader::open(shard.as_ref())? {
                 let row = row?;
-                if row.split == split && row.domain == domain {
-                    tokens.extend_from_slice(&row.tokens);
+                if let Some(i) = wanted
+                    .iter()
+                    .position(|&(split, domain)| row.split == split && row.domain == domain)
+                {
+                    streams[i].extend_from_slice(&row.tokens);
                 }
             }
         }
-        Self::from_tokens(domain, split, tokens, seq_len)
+        wanted
+            .iter()
+            .zip(streams)
+            .map(|(&(split, domain), tokens)| Self::from_tokens(domain, split, tokens, seq_len))
+            .collect()
     }
 
     /// Packs an already concatenated token stream.

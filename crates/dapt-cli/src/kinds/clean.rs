@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use dapt_dag::{Conservation, ParamError, RunReport, StageContext, StageKind, parse_params};
+use dapt_dag::{ParamError, RunReport, StageContext, StageKind, parse_params};
 use dapt_data::{CleanConfig, CleanStats, Cleaner};
 use serde::{Deserialize, Serialize};
 
@@ -146,11 +146,7 @@ impl StageKind for CleanKind {
         counts.insert("by_corpus".into(), serde_json::to_value(&per_corpus)?);
         Ok(RunReport {
             counts,
-            conservation: Some(Conservation {
-                input: read,
-                kept: total.total_kept(),
-                rejected: total.total_rejected(),
-            }),
+            conservation: Some(total.conservation(read)),
         })
     }
 }

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use dapt_dag::{Conservation, ParamError, RunReport, StageContext, StageKind, parse_params};
+use dapt_dag::{ParamError, RunReport, StageContext, StageKind, parse_params};
 use dapt_data::{Document, Rejected};
 use dapt_dedup::minhash::{MinHashConfig, MinHasher};
 use dapt_dedup::store::{self, DocSignature};
@@ -332,11 +332,7 @@ impl StageKind for DedupKind {
         );
         Ok(RunReport {
             counts,
-            conservation: Some(Conservation {
-                input,
-                kept: total.total_kept(),
-                rejected: total.total_rejected(),
-            }),
+            conservation: Some(total.conservation(input)),
         })
     }
 }

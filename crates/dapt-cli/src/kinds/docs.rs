@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use dapt_dag::{ParamError, StageContext, StageSpec, parse_params};
+use dapt_dag::{Conservation, ParamError, StageContext, StageSpec, parse_params};
 use dapt_data::{DocShardReader, DocShardWriter, Document, Rejected, RejectedShardWriter};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -130,6 +130,15 @@ impl SinkCounts {
 
     pub fn total_rejected(&self) -> u64 {
         self.rejected.values().sum()
+    }
+
+    /// The stage's account of its `input` documents: these kept, these rejected.
+    pub fn conservation(&self, input: u64) -> Conservation {
+        Conservation {
+            input,
+            kept: self.total_kept(),
+            rejected: self.total_rejected(),
+        }
     }
 
     /// Sums per-shard counts and renders them for a manifest.

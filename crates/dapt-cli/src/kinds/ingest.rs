@@ -8,9 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use dapt_dag::{
-    Conservation, ParamError, Pipeline, RunReport, StageContext, StageKind, StageSpec, parse_params,
-};
+use dapt_dag::{ParamError, Pipeline, RunReport, StageContext, StageKind, StageSpec, parse_params};
 use dapt_data::{CorpusConfig, ReadStats, Record, read_files};
 use serde::{Deserialize, Serialize};
 
@@ -186,11 +184,7 @@ impl StageKind for IngestKind {
         let input = total.total_kept() + total.total_rejected();
         Ok(RunReport {
             counts,
-            conservation: Some(Conservation {
-                input,
-                kept: total.total_kept(),
-                rejected: total.total_rejected(),
-            }),
+            conservation: Some(total.conservation(input)),
         })
     }
 }

@@ -16,9 +16,6 @@ use serde::Deserialize;
 
 use super::docs::params;
 
-/// A training stage's step log (see `dapt_model::LOG_FILE`).
-const TRAIN_LOG: &str = "train_log.csv";
-
 #[derive(Debug, Deserialize)]
 struct Params {
     /// The `evaluate` stage whose scores the report presents.
@@ -94,7 +91,7 @@ impl StageKind for ReportKind {
             if *name == p.evaluate {
                 evaluation = Some(info);
             } else if MODEL_KINDS.contains(&info.kind.as_str()) {
-                let log_path = ctx.input_dir(name).join(TRAIN_LOG);
+                let log_path = ctx.input_dir(name).join(dapt_model::LOG_FILE);
                 let log = if log_path.exists() {
                     Some(TrainLog::read(&log_path)?)
                 } else {

@@ -22,7 +22,10 @@ use dapt_model::{
     AdamWConfig, BatchSource, ComputeBudget, GptConfig, Initialization, StepRecord, TrainConfig,
     TrainObserver, TrainRun, ValidationSet, device_from_name, export_model, train,
 };
-use dapt_tokenize::{MixtureSampler, SequenceLoader, TokenBatchSource, load_tokenizer};
+use dapt_report::TrainLog;
+use dapt_tokenize::{
+    MixtureSampler, PackedTokens, SequenceLoader, TokenBatchSource, load_tokenizer,
+};
 use serde::{Deserialize, Serialize};
 
 use super::docs::params;
@@ -376,39 +379,46 @@ pub fn run(ctx: &StageContext, start: Start) -> anyhow::Result<RunReport> {
     let budget = p.budget(&train_tokens);
     let config = p.train_config(seq_len, budget, seed);
 
+    // Every stream the run needs, from one pass over the token shards.
+    let validation_domains: Vec<String> = token_counts(by_domain_split, "validation")?
+        .into_keys()
+        .collect();
+    let wanted: Vec<(&str, &str)> = p
+        .mixture
+        .keys()
+        .map(|domain| ("train", domain.as_str()))
+        .chain(
+            validation_domains
+                .iter()
+                .map(|d| ("validation", d.as_str())),
+        )
+        .collect();
     let shards = token_shards(&ctx.input_dir(&p.tokens))?;
+    let mut packed = PackedTokens::from_shards_for(&shards, &wanted, seq_len)?.into_iter();
     let loaders = p
         .mixture
         .iter()
-        .map(|(domain, weight)| {
-            let loader = SequenceLoader::from_shards(
-                &shards,
-                "train",
-                domain,
-                seq_len,
-                domain_seed(seed, domain),
-            )?;
-            check_vocabulary(loader.packed().max_token(), vocab_size, domain)?;
-            Ok((loader, *weight))
+        .zip(packed.by_ref())
+        .map(|((domain, weight), packed)| {
+            check_vocabulary(packed.max_token(), vocab_size, domain)?;
+            Ok((
+                SequenceLoader::new(packed, domain_seed(seed, domain)),
+                *weight,
+            ))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut source = Batches(MixtureSampler::new(loaders)?);
-    let mut validation = token_counts(by_domain_split, "validation")?
-        .into_keys()
-        .map(|domain| {
-            let loader = SequenceLoader::from_shards(
-                &shards,
-                "validation",
-                &domain,
-                seq_len,
-                domain_seed(seed, &domain),
-            )?;
-            Ok(ValidationSet {
+    let mut validation: Vec<ValidationSet> = validation_domains
+        .into_iter()
+        .zip(packed)
+        .map(|(domain, packed)| {
+            let loader = SequenceLoader::new(packed, domain_seed(seed, &domain));
+            ValidationSet {
                 name: domain,
                 source: Box::new(Batches(loader)),
-            })
+            }
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect();
 
     let started = Instant::now();
     let mut observer = StageObserver { ctx };
@@ -438,7 +448,7 @@ pub fn run(ctx: &StageContext, start: Start) -> anyhow::Result<RunReport> {
         &serde_json::to_vec_pretty(&mixture)?,
     )?;
 
-    let log = read_log(&ctx.out_dir.join(dapt_model::LOG_FILE))?;
+    let log = TrainLog::read(&ctx.out_dir.join(dapt_model::LOG_FILE))?;
     let tokens = outcome.step * config.tokens_per_step();
     let tokens_total = tokens_before + tokens;
     let params = model.param_count() as u64;
@@ -449,7 +459,10 @@ pub fn run(ctx: &StageContext, start: Start) -> anyhow::Result<RunReport> {
     put("tokens", tokens.into());
     put("tokens_total", tokens_total.into());
     put("tokens_per_s", log.median_tokens_per_s().into());
-    put("final_train_loss", log.last_train_loss().into());
+    put(
+        "final_train_loss",
+        log.rows.last().map_or(f64::NAN, |r| r.train_loss).into(),
+    );
     put("validation", serde_json::to_value(log.last_validation())?);
     put("mixture", serde_json::to_value(&mixture)?);
     put("model", serde_json::to_value(&model)?);
@@ -577,56 +590,5 @@ impl TrainObserver for StageObserver<'_, '_> {
 
     fn on_notice(&mut self, message: &str) {
         self.ctx.log(message);
-    }
-}
-
-/// The rows of `train_log.csv` this summary needs.
-struct TrainLog {
-    header: Vec<String>,
-    rows: Vec<Vec<String>>,
-}
-
-fn read_log(path: &Path) -> anyhow::Result<TrainLog> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut lines = text
-        .lines()
-        .map(|l| l.split(',').map(str::to_owned).collect::<Vec<_>>());
-    let header = lines.next().unwrap_or_default();
-    Ok(TrainLog {
-        header,
-        rows: lines.collect(),
-    })
-}
-
-impl TrainLog {
-    fn column(&self, name: &str) -> Option<usize> {
-        self.header.iter().position(|h| h == name)
-    }
-
-    fn values(&self, name: &str) -> impl Iterator<Item = f64> + '_ {
-        let column = self.column(name);
-        self.rows
-            .iter()
-            .filter_map(move |row| row.get(column?)?.parse().ok())
-    }
-
-    fn median_tokens_per_s(&self) -> f64 {
-        let mut rates: Vec<f64> = self.values("tokens_per_s").collect();
-        rates.sort_by(f64::total_cmp);
-        rates.get(rates.len() / 2).copied().unwrap_or(0.0)
-    }
-
-    fn last_train_loss(&self) -> f64 {
-        self.values("train_loss").last().unwrap_or(f64::NAN)
-    }
-
-    /// The latest validation loss per set.
-    fn last_validation(&self) -> BTreeMap<String, f64> {
-        self.header
-            .iter()
-            .filter_map(|h| h.strip_prefix("val_"))
-            .filter_map(|name| Some((name.to_owned(), self.values(&format!("val_{name}")).last()?)))
-            .collect()
     }
 }
