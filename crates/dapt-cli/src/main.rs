@@ -14,6 +14,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use dapt_dag::{Engine, Pipeline, Registry, RunError, RunOptions, State};
 
+/// See the workspace Cargo.toml: training reuses large buffers every step.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "dapt",

@@ -8,6 +8,10 @@
 
 use std::time::Instant;
 
+/// As the dapt binary (see the workspace Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Result;
 use dapt_model::{
     BatchSource, GptConfig, RandomTokens, device_from_name, measure_training, token_nll,
