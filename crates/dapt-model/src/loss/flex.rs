@@ -1,0 +1,177 @@
+//! The fused softmax cross-entropy on flex, row-parallel, f32.
+//!
+//! flex's own softmax calls the scalar libm `expf` for every element (macerator has no
+//! vector exp), which at vocabulary 8192 cost more than the output-head matmul. Here `exp`
+//! is a branch-free Cephes polynomial the compiler vectorises, and each row is read once
+//! for its maximum, once for `exp` and the sum, and written once normalised.
+
+use burn::backend::flex::FlexTensor;
+use burn::prelude::*;
+use burn::tensor::DType;
+use rayon::prelude::*;
+
+/// Rows per rayon task: enough work per task to amortise scheduling.
+const ROWS_PER_TASK: usize = 16;
+/// Independent accumulators per reduction, so the loops vectorise without reassociation.
+const LANES: usize = 16;
+
+/// The `[N, 1]` target ids as column offsets into `[N, V]` f32 `values`; `None` (use the
+/// composed path) for another dtype or an id outside `0..V`.
+pub(super) fn row_offsets(targets: &FlexTensor, values: &FlexTensor) -> Option<Vec<usize>> {
+    let vocab = *values.layout().shape().to_vec().last()?;
+    if !is_f32(values) {
+        return None;
+    }
+    let ids = targets
+        .clone()
+        .into_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .ok()?;
+    ids.into_iter()
+        .map(|id| usize::try_from(id).ok().filter(|&id| id < vocab))
+        .collect()
+}
+
+pub(super) fn is_f32(tensor: &FlexTensor) -> bool {
+    tensor.dtype() == DType::F32
+}
+
+/// `[N, 1]` NLL and `[N, V]` probabilities of f32 logits; `targets` from [`row_offsets`].
+pub(super) fn forward(logits: &FlexTensor, targets: &[usize]) -> [FlexTensor; 2] {
+    let logits = logits.to_contiguous();
+    let dims = logits.layout().shape().to_vec();
+    let vocab = dims[dims.len() - 1];
+    let rows = targets.len();
+    let input: &[f32] = logits.storage();
+    let mut probs = FlexTensor::empty(dims.into(), DType::F32);
+    let mut nll = vec![0f32; rows];
+    probs
+        .storage_mut::<f32>()
+        .par_chunks_mut(vocab * ROWS_PER_TASK)
+        .zip(input.par_chunks(vocab * ROWS_PER_TASK))
+        .zip(nll.par_chunks_mut(ROWS_PER_TASK))
+        .zip(targets.par_chunks(ROWS_PER_TASK))
+        .for_each(|(((out, x), nll), targets)| {
+            for (((out, x), nll), &target) in out
+                .chunks_mut(vocab)
+                .zip(x.chunks(vocab))
+                .zip(nll)
+                .zip(targets)
+            {
+                let max = row_max(x);
+                let sum = exp_shifted_into(x, max, out);
+                let inverse = 1.0 / sum;
+                out.iter_mut().for_each(|p| *p *= inverse);
+                *nll = max + sum.ln() - x[target];
+            }
+        });
+    [
+        FlexTensor::from_data(TensorData::new(nll, [rows, 1])),
+        probs,
+    ]
+}
+
+/// `probs * grad - onehot(targets) * grad`, in the probabilities' buffer (the autodiff
+/// state holds the only reference, so nothing is copied).
+pub(super) fn backward(probs: FlexTensor, targets: &[usize], grad: &FlexTensor) -> FlexTensor {
+    let grad = grad.to_contiguous();
+    let grad: &[f32] = grad.storage();
+    let mut out = probs.to_contiguous();
+    let dims = out.layout().shape().to_vec();
+    let vocab = dims[dims.len() - 1];
+    out.storage_mut::<f32>()
+        .par_chunks_mut(vocab * ROWS_PER_TASK)
+        .zip(grad.par_chunks(ROWS_PER_TASK))
+        .zip(targets.par_chunks(ROWS_PER_TASK))
+        .for_each(|((out, grad), targets)| {
+            for ((row, &g), &target) in out.chunks_mut(vocab).zip(grad).zip(targets) {
+                row.iter_mut().for_each(|p| *p *= g);
+                row[target] -= g;
+            }
+        });
+    out
+}
+
+fn row_max(x: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane = if v > *lane { v } else { *lane };
+        }
+    }
+    lanes
+        .iter()
+        .chain(tail)
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+}
+
+/// Writes `exp(x - max)` into `out` and returns its sum.
+fn exp_shifted_into(x: &[f32], max: f32, out: &mut [f32]) -> f32 {
+    let mut lanes = [0f32; LANES];
+    let mut out_chunks = out.chunks_exact_mut(LANES);
+    let mut x_chunks = x.chunks_exact(LANES);
+    for (out, x) in (&mut out_chunks).zip(&mut x_chunks) {
+        for ((lane, o), &v) in lanes.iter_mut().zip(out).zip(x) {
+            *o = exp_nonpositive(v - max);
+            *lane += *o;
+        }
+    }
+    let mut sum: f32 = lanes.iter().sum();
+    for (o, &v) in out_chunks
+        .into_remainder()
+        .iter_mut()
+        .zip(x_chunks.remainder())
+    {
+        *o = exp_nonpositive(v - max);
+        sum += *o;
+    }
+    sum
+}
+
+/// `exp(x)` for `x <= 0`, within 2 ulp; 0 below -87.3 (where f32 leaves the normal range).
+/// Cephes' `expf`: `x = n ln 2 + r`, `|r| <= ln 2 / 2`, a degree-6 polynomial for `e^r`,
+/// and `2^n` built in the exponent bits. No branches or calls, so loops over it vectorise.
+#[inline(always)]
+fn exp_nonpositive(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding 1.5 * 2^23 rounds to an integer kept in the low mantissa bits.
+    const ROUND: f32 = 12_582_912.0;
+    let underflow = x < -87.3;
+    let x = x.max(-87.3);
+    let shifted = x * LOG2E + ROUND;
+    let n = shifted - ROUND;
+    let n_bits = (shifted.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.987_569_1e-4f32;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 0.5;
+    let e_r = p * r * r + r + 1.0;
+    let scale = f32::from_bits((n_bits.wrapping_add(127) as u32) << 23);
+    if underflow { 0.0 } else { e_r * scale }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_matches_libm_over_the_softmax_range() {
+        let mut worst = 0f32;
+        for i in 0..=200_000 {
+            let x = -(i as f32) * 87.0 / 200_000.0;
+            let (ours, libm) = (exp_nonpositive(x), x.exp());
+            worst = worst.max(((ours - libm) / libm).abs());
+        }
+        assert!(worst < 3e-7, "worst relative error {worst}");
+        assert_eq!(exp_nonpositive(-1000.0), 0.0);
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+    }
+}
