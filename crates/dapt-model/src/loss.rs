@@ -72,7 +72,7 @@ trait FusedCrossEntropy: Backend {
 impl FusedCrossEntropy for Flex {
     fn forward(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> [FloatTensor<Self>; 2] {
         match flex::row_offsets(&targets, &logits) {
-            Some(offsets) => flex::forward(&logits, &offsets),
+            Some(offsets) => flex::forward(logits, &offsets),
             None => composed_forward::<Self>(logits, targets),
         }
     }

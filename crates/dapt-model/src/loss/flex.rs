@@ -38,34 +38,28 @@ pub(super) fn is_f32(tensor: &FlexTensor) -> bool {
 }
 
 /// `[N, 1]` NLL and `[N, V]` probabilities of f32 logits; `targets` from [`row_offsets`].
-pub(super) fn forward(logits: &FlexTensor, targets: &[usize]) -> [FlexTensor; 2] {
-    let logits = logits.to_contiguous();
-    let dims = logits.layout().shape().to_vec();
-    let vocab = dims[dims.len() - 1];
-    let rows = targets.len();
-    let input: &[f32] = logits.storage();
-    let mut probs = FlexTensor::empty(dims.into(), DType::F32);
-    let mut nll = vec![0f32; rows];
+/// The probabilities overwrite the logits' buffer when nothing else holds it (the head's
+/// output usually: its matmul's backward keeps the inputs, not the output).
+pub(super) fn forward(logits: FlexTensor, targets: &[usize]) -> [FlexTensor; 2] {
+    let mut probs = compact(logits);
+    let vocab = last_dim(&probs);
+    let mut nll = vec![0f32; targets.len()];
     probs
         .storage_mut::<f32>()
         .par_chunks_mut(vocab * ROWS_PER_TASK)
-        .zip(input.par_chunks(vocab * ROWS_PER_TASK))
         .zip(nll.par_chunks_mut(ROWS_PER_TASK))
         .zip(targets.par_chunks(ROWS_PER_TASK))
-        .for_each(|(((out, x), nll), targets)| {
-            for (((out, x), nll), &target) in out
-                .chunks_mut(vocab)
-                .zip(x.chunks(vocab))
-                .zip(nll)
-                .zip(targets)
-            {
-                let max = row_max(x);
-                let sum = exp_shifted_into(x, max, out);
+        .for_each(|((rows, nll), targets)| {
+            for ((row, nll), &target) in rows.chunks_mut(vocab).zip(nll).zip(targets) {
+                let max = row_max(row);
+                let target_logit = row[target];
+                let sum = exp_shifted_in_place(row, max);
                 let inverse = 1.0 / sum;
-                out.iter_mut().for_each(|p| *p *= inverse);
-                *nll = max + sum.ln() - x[target];
+                row.iter_mut().for_each(|p| *p *= inverse);
+                *nll = max + sum.ln() - target_logit;
             }
         });
+    let rows = targets.len();
     [
         FlexTensor::from_data(TensorData::new(nll, [rows, 1])),
         probs,
@@ -77,9 +71,8 @@ pub(super) fn forward(logits: &FlexTensor, targets: &[usize]) -> [FlexTensor; 2]
 pub(super) fn backward(probs: FlexTensor, targets: &[usize], grad: &FlexTensor) -> FlexTensor {
     let grad = grad.to_contiguous();
     let grad: &[f32] = grad.storage();
-    let mut out = probs.to_contiguous();
-    let dims = out.layout().shape().to_vec();
-    let vocab = dims[dims.len() - 1];
+    let mut out = compact(probs);
+    let vocab = last_dim(&out);
     out.storage_mut::<f32>()
         .par_chunks_mut(vocab * ROWS_PER_TASK)
         .zip(grad.par_chunks(ROWS_PER_TASK))
@@ -91,6 +84,24 @@ pub(super) fn backward(probs: FlexTensor, targets: &[usize], grad: &FlexTensor) 
             }
         });
     out
+}
+
+/// `tensor` itself when its buffer is exactly its elements in order, else a compact copy.
+fn compact(tensor: FlexTensor) -> FlexTensor {
+    let layout = tensor.layout();
+    let exact = tensor.is_contiguous()
+        && layout.start_offset() == 0
+        && tensor.storage::<f32>().len() == layout.shape().num_elements();
+    if exact {
+        tensor
+    } else {
+        tensor.to_contiguous()
+    }
+}
+
+fn last_dim(tensor: &FlexTensor) -> usize {
+    let dims = tensor.layout().shape().to_vec();
+    dims[dims.len() - 1]
 }
 
 fn row_max(x: &[f32]) -> f32 {
@@ -108,25 +119,20 @@ fn row_max(x: &[f32]) -> f32 {
         .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
 }
 
-/// Writes `exp(x - max)` into `out` and returns its sum.
-fn exp_shifted_into(x: &[f32], max: f32, out: &mut [f32]) -> f32 {
+/// Replaces each `x` by `exp(x - max)` and returns their sum.
+fn exp_shifted_in_place(row: &mut [f32], max: f32) -> f32 {
     let mut lanes = [0f32; LANES];
-    let mut out_chunks = out.chunks_exact_mut(LANES);
-    let mut x_chunks = x.chunks_exact(LANES);
-    for (out, x) in (&mut out_chunks).zip(&mut x_chunks) {
-        for ((lane, o), &v) in lanes.iter_mut().zip(out).zip(x) {
-            *o = exp_nonpositive(v - max);
-            *lane += *o;
+    let mut chunks = row.chunks_exact_mut(LANES);
+    for chunk in &mut chunks {
+        for (lane, x) in lanes.iter_mut().zip(chunk) {
+            *x = exp_nonpositive(*x - max);
+            *lane += *x;
         }
     }
     let mut sum: f32 = lanes.iter().sum();
-    for (o, &v) in out_chunks
-        .into_remainder()
-        .iter_mut()
-        .zip(x_chunks.remainder())
-    {
-        *o = exp_nonpositive(v - max);
-        sum += *o;
+    for x in chunks.into_remainder() {
+        *x = exp_nonpositive(*x - max);
+        sum += *x;
     }
     sum
 }
