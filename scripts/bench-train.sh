@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Training and evaluation tokens/s: dapt (burn; the flex CPU backend, and LibTorch's CPU
-# device when `just test-tch` has built it) against PyTorch eager on the same GPT shapes,
+# Training and evaluation tokens/s: dapt (burn; the flex CPU backend, LibTorch's CPU
+# device when `just test-tch` has built it, and burn's deprecated ndarray backend when
+# built with `CARGO_TARGET_DIR=target/ndarray cargo build --release -p dapt-model
+# --features ndarray --example train_throughput`) against PyTorch eager on the same GPT shapes,
 # fp32 on 2 threads, measured in the same run. PyTorch 2.9.0 is installed from PyPI into a
 # throwaway virtualenv under OUT the first time.
 #
@@ -12,6 +14,7 @@ scripts/torch-venv.sh "$venv"
 cargo build --quiet --release -p dapt-model --example train_throughput
 export RAYON_NUM_THREADS=2 OMP_NUM_THREADS=2
 tch_bin=target/tch/cargo/release/examples/train_throughput
+ndarray_bin=target/ndarray/release/examples/train_throughput
 torch_lib=$("$venv/bin/python" -c "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))")
 
 # One table row: label, dapt's JSON line, PyTorch's JSON line.
@@ -33,6 +36,9 @@ for shape in "2 128 4" "4 256 4"; do
   torch=$("$venv/bin/python" scripts/bench_torch_gpt.py --steps 8 --threads 2 \
     --n-layer "$layers" --d-model "$width" --n-head "$heads" | tail -1)
   row "flex $shape" "$(target/release/examples/train_throughput cpu 8 "$layers" "$width" "$heads" | tail -1)" "$torch"
+  if [ -x "$ndarray_bin" ]; then
+    row "ndarray $shape" "$("$ndarray_bin" ndarray 8 "$layers" "$width" "$heads" | tail -1)" "$torch"
+  fi
   if [ -x "$tch_bin" ]; then
     row "tch-cpu $shape" "$(LD_LIBRARY_PATH="$torch_lib" "$tch_bin" tch-cpu 8 "$layers" "$width" "$heads" | tail -1)" "$torch"
   fi

@@ -4,11 +4,13 @@ use anyhow::{Result, bail};
 use burn::prelude::Device;
 
 /// The device named by `name`: `"cpu"` (burn's pure-Rust flex backend), or, with the `tch`
-/// feature, LibTorch's `"tch-cpu"`, `"cuda"` (GPU 0) or `"cuda:N"`.
+/// feature, LibTorch's `"tch-cpu"`, `"cuda"` (GPU 0) or `"cuda:N"`, or, with the `ndarray`
+/// feature, burn's deprecated `"ndarray"` backend (kept to compare against flex).
 pub fn device_from_name(name: &str) -> Result<Device> {
     match name {
         "cpu" => Ok(Device::flex()),
         "tch-cpu" | "cuda" => libtorch_device(name),
+        "ndarray" => ndarray_device(),
         _ if name.starts_with("cuda:") => libtorch_device(name),
         other => {
             bail!("unknown device {other:?}; expected \"cpu\", \"tch-cpu\", \"cuda\" or \"cuda:N\"")
@@ -37,6 +39,19 @@ fn libtorch_device(name: &str) -> Result<Device> {
     bail!(
         "device {name:?} needs LibTorch: build with `--features dapt-model/tch` \
          (torch 2.9.0 from pip works: set LIBTORCH_USE_PYTORCH=1 in its virtualenv)"
+    )
+}
+
+#[cfg(feature = "ndarray")]
+#[allow(deprecated)] // deprecated upstream in favour of flex; here only to measure against it
+fn ndarray_device() -> Result<Device> {
+    Ok(Device::ndarray())
+}
+
+#[cfg(not(feature = "ndarray"))]
+fn ndarray_device() -> Result<Device> {
+    bail!(
+        "device \"ndarray\" needs `--features dapt-model/ndarray` (it exists to compare with flex)"
     )
 }
 
