@@ -174,6 +174,15 @@ mod tests {
         model
     }
 
+    fn scored(docs: &[(Vec<u32>, u64)]) -> Vec<ScoredDocument<'_>> {
+        docs.iter()
+            .map(|(tokens, bytes)| ScoredDocument {
+                tokens,
+                bytes: *bytes,
+            })
+            .collect()
+    }
+
     fn documents(vocab: u32, end_of_text: u32) -> Vec<(Vec<u32>, u64)> {
         // Lengths around the context (16): single-window, exactly-fitting and rolling ones.
         [1usize, 3, 15, 16, 17, 40, 100]
@@ -195,13 +204,7 @@ mod tests {
         let model = uniform_model(vocab);
         let end_of_text = 49;
         let docs = documents(vocab as u32 - 1, end_of_text);
-        let scored: Vec<ScoredDocument> = docs
-            .iter()
-            .map(|(t, b)| ScoredDocument {
-                tokens: t,
-                bytes: *b,
-            })
-            .collect();
+        let scored = scored(&docs);
         let mut seen = 0;
         let score = score_documents(
             &model,
@@ -242,13 +245,7 @@ mod tests {
         let device = Device::flex();
         let model = config(30).init(11, &device).unwrap();
         let docs = documents(29, 29);
-        let scored: Vec<ScoredDocument> = docs
-            .iter()
-            .map(|(t, b)| ScoredDocument {
-                tokens: t,
-                bytes: *b,
-            })
-            .collect();
+        let scored = scored(&docs);
         let run = |batch_size| {
             score_documents(
                 &model,

@@ -140,6 +140,17 @@ pub(crate) fn draw_plots(input: &ReportInput, out_dir: &Path) -> Result<Vec<Stri
         written.push(PLOT_LOSS.to_string());
     }
 
+    let mut bars = |file: &str,
+                    title: &str,
+                    y_label: &str,
+                    groups: &[String],
+                    series: &[BarSeries]|
+     -> Result<()> {
+        grouped_bars(&out_dir.join(file), title, y_label, groups, series)?;
+        written.push(file.to_string());
+        Ok(())
+    };
+
     // Bits per byte: groups = domains, bars = models.
     let series: Vec<BarSeries> = models
         .iter()
@@ -148,8 +159,8 @@ pub(crate) fn draw_plots(input: &ReportInput, out_dir: &Path) -> Result<Vec<Stri
             values: domains.iter().map(|d| input.bits_per_byte(m, d)).collect(),
         })
         .collect();
-    grouped_bars(
-        &out_dir.join(PLOT_BPB),
+    bars(
+        PLOT_BPB,
         &format!(
             "Bits per byte on the {} split (lower is better)",
             input.split()
@@ -158,7 +169,6 @@ pub(crate) fn draw_plots(input: &ReportInput, out_dir: &Path) -> Result<Vec<Stri
         &domains,
         &series,
     )?;
-    written.push(PLOT_BPB.to_string());
 
     // Realised mixture: groups = models, bars = domains.
     let mix_domains = mixture_domains(input);
@@ -175,14 +185,13 @@ pub(crate) fn draw_plots(input: &ReportInput, out_dir: &Path) -> Result<Vec<Stri
                     .collect(),
             })
             .collect();
-        grouped_bars(
-            &out_dir.join(PLOT_MIXTURE),
+        bars(
+            PLOT_MIXTURE,
             "Realised training mixture (share of sequences)",
             "share",
             &names,
             &series,
         )?;
-        written.push(PLOT_MIXTURE.to_string());
     }
 
     // Data funnel: groups = data stages, bars = in / kept / rejected.
@@ -209,14 +218,13 @@ pub(crate) fn draw_plots(input: &ReportInput, out_dir: &Path) -> Result<Vec<Stri
                 values: pick(|c| c.rejected),
             },
         ];
-        grouped_bars(
-            &out_dir.join(PLOT_FUNNEL),
+        bars(
+            PLOT_FUNNEL,
             "Data funnel (documents)",
             "documents",
             &names,
             &series,
         )?;
-        written.push(PLOT_FUNNEL.to_string());
     }
 
     // Fertility: groups = domains, bars = bytes/token and tokens/word.
@@ -234,14 +242,13 @@ pub(crate) fn draw_plots(input: &ReportInput, out_dir: &Path) -> Result<Vec<Stri
                         .collect(),
                 })
                 .collect();
-            grouped_bars(
-                &out_dir.join(PLOT_FERTILITY),
+            bars(
+                PLOT_FERTILITY,
                 "Tokenizer fertility per domain",
                 "",
                 &fert_domains,
                 &series,
             )?;
-            written.push(PLOT_FERTILITY.to_string());
         }
     }
     Ok(written)
