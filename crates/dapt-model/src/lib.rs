@@ -22,7 +22,10 @@ mod config;
 mod device;
 mod eval;
 mod export;
+mod flexbuf;
 mod fsutil;
+mod gelu;
+mod linear;
 mod loss;
 mod model;
 mod optim;
@@ -31,6 +34,7 @@ mod rng;
 mod scaling;
 mod throughput;
 mod train;
+mod vmath;
 
 pub use config::GptConfig;
 pub use device::device_from_name;

@@ -83,7 +83,9 @@ impl FusedCrossEntropy for Flex {
         grad: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         match flex::row_offsets(&targets, &probs) {
-            Some(offsets) if flex::is_f32(&grad) => flex::backward(probs, &offsets, &grad),
+            Some(offsets) if crate::flexbuf::is_f32(&grad) => {
+                flex::backward(probs, &offsets, &grad)
+            }
             _ => composed_backward::<Self>(probs, targets, grad),
         }
     }

@@ -6,11 +6,12 @@ use anyhow::{Result, ensure};
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, LayerNormConfig, Linear};
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
 use crate::config::GptConfig;
+use crate::gelu::gelu;
+use crate::linear::linear;
 use crate::rng::SplitMix64;
 
 /// GPT-2 initialisation scale for weights and embeddings.
@@ -176,8 +177,8 @@ impl Gpt {
         let [batch, seq_len, d_model] = hidden.dims();
         let flat = hidden.reshape([batch * seq_len, d_model]);
         let logits = match &self.lm_head {
-            Some(head) => head.forward(flat),
-            None => flat.matmul(self.token_embedding.weight.val().transpose()),
+            Some(head) => linear(flat, head.weight.val(), None),
+            None => linear(flat, self.token_embedding.weight.val().transpose(), None),
         };
         logits.reshape([batch, seq_len, self.vocab_size()])
     }
@@ -230,9 +231,7 @@ impl CausalSelfAttention {
         let heads = self.n_head;
         let head_dim = d_model / heads;
         // [B, T, 3·H, hd] -> [B, 3·H, T, hd]; q, k, v are consecutive groups of H heads.
-        let qkv = self
-            .qkv
-            .forward(x)
+        let qkv = apply(&self.qkv, x)
             .reshape([batch, seq_len, 3 * heads, head_dim])
             .swap_dims(1, 2);
         let query = qkv.clone().narrow(1, 0, heads);
@@ -245,14 +244,27 @@ impl CausalSelfAttention {
         let context = attention(query, key, value, None, None, options)
             .swap_dims(1, 2)
             .reshape([batch, seq_len, d_model]);
-        self.output.forward(context)
+        apply(&self.output, context)
     }
 }
 
 impl Mlp {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.contract.forward(gelu(self.expand.forward(x)))
+        apply(&self.contract, gelu(apply(&self.expand, x)))
     }
+}
+
+/// `layer` over the last dimension of `[B, T, d_in]`, as one `[B·T, d_in]` product.
+fn apply(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
+    let [batch, seq_len, d_input] = x.dims();
+    let bias = layer.bias.as_ref().map(|bias| bias.val());
+    let y = linear(
+        x.reshape([batch * seq_len, d_input]),
+        layer.weight.val(),
+        bias,
+    );
+    let d_output = y.dims()[1];
+    y.reshape([batch, seq_len, d_output])
 }
 
 /// Token ids as an `[rows, cols]` int tensor on `device`.

@@ -7,8 +7,10 @@
 
 use burn::backend::flex::FlexTensor;
 use burn::prelude::*;
-use burn::tensor::DType;
 use rayon::prelude::*;
+
+use crate::flexbuf::{compact, is_f32, last_dim};
+use crate::vmath::exp_nonpositive;
 
 /// Rows per rayon task: enough work per task to amortise scheduling.
 const ROWS_PER_TASK: usize = 16;
@@ -31,10 +33,6 @@ pub(super) fn row_offsets(targets: &FlexTensor, values: &FlexTensor) -> Option<V
     ids.into_iter()
         .map(|id| usize::try_from(id).ok().filter(|&id| id < vocab))
         .collect()
-}
-
-pub(super) fn is_f32(tensor: &FlexTensor) -> bool {
-    tensor.dtype() == DType::F32
 }
 
 /// `[N, 1]` NLL and `[N, V]` probabilities of f32 logits; `targets` from [`row_offsets`].
@@ -86,24 +84,6 @@ pub(super) fn backward(probs: FlexTensor, targets: &[usize], grad: &FlexTensor) 
     out
 }
 
-/// `tensor` itself when its buffer is exactly its elements in order, else a compact copy.
-fn compact(tensor: FlexTensor) -> FlexTensor {
-    let layout = tensor.layout();
-    let exact = tensor.is_contiguous()
-        && layout.start_offset() == 0
-        && tensor.storage::<f32>().len() == layout.shape().num_elements();
-    if exact {
-        tensor
-    } else {
-        tensor.to_contiguous()
-    }
-}
-
-fn last_dim(tensor: &FlexTensor) -> usize {
-    let dims = tensor.layout().shape().to_vec();
-    dims[dims.len() - 1]
-}
-
 fn row_max(x: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; LANES];
     let chunks = x.chunks_exact(LANES);
@@ -135,49 +115,4 @@ fn exp_shifted_in_place(row: &mut [f32], max: f32) -> f32 {
         sum += *x;
     }
     sum
-}
-
-/// `exp(x)` for `x <= 0`, within 2 ulp; 0 below -87.3 (where f32 leaves the normal range).
-/// Cephes' `expf`: `x = n ln 2 + r`, `|r| <= ln 2 / 2`, a degree-6 polynomial for `e^r`,
-/// and `2^n` built in the exponent bits. No branches or calls, so loops over it vectorise.
-#[inline(always)]
-fn exp_nonpositive(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // Adding 1.5 * 2^23 rounds to an integer kept in the low mantissa bits.
-    const ROUND: f32 = 12_582_912.0;
-    let underflow = x < -87.3;
-    let x = x.max(-87.3);
-    let shifted = x * LOG2E + ROUND;
-    let n = shifted - ROUND;
-    let n_bits = (shifted.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let p = 1.987_569_1e-4f32;
-    let p = p * r + 1.398_199_9e-3;
-    let p = p * r + 8.333_452e-3;
-    let p = p * r + 4.166_579_6e-2;
-    let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 0.5;
-    let e_r = p * r * r + r + 1.0;
-    let scale = f32::from_bits((n_bits.wrapping_add(127) as u32) << 23);
-    if underflow { 0.0 } else { e_r * scale }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exp_matches_libm_over_the_softmax_range() {
-        let mut worst = 0f32;
-        for i in 0..=200_000 {
-            let x = -(i as f32) * 87.0 / 200_000.0;
-            let (ours, libm) = (exp_nonpositive(x), x.exp());
-            worst = worst.max(((ours - libm) / libm).abs());
-        }
-        assert!(worst < 3e-7, "worst relative error {worst}");
-        assert_eq!(exp_nonpositive(-1000.0), 0.0);
-        assert_eq!(exp_nonpositive(0.0), 1.0);
-    }
 }
