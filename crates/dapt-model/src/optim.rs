@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::params::{ParamTensors, map_params};
 
+mod flex;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdamWConfig {
@@ -89,44 +91,106 @@ impl AdamWState {
         grad_scale: f64,
     ) -> Result<M> {
         self.steps += 1;
-        let bias1 = 1.0 - config.beta1.powi(self.steps as i32);
-        let bias2 = 1.0 - config.beta2.powi(self.steps as i32);
+        let steps = self.steps as i32;
         let mut missing = Vec::new();
         let model = map_params(model, &mut |path, value, rank| {
             let Some(grad) = grads.remove(path) else {
                 missing.push(path.to_owned());
                 return value;
             };
-            let grad = if grad_scale == 1.0 {
-                grad
-            } else {
-                grad * grad_scale
+            let update = Update {
+                beta1: config.beta1,
+                beta2: config.beta2,
+                bias1: 1.0 - config.beta1.powi(steps),
+                bias2: 1.0 - config.beta2.powi(steps),
+                eps: config.eps,
+                lr,
+                decay: if rank >= 2 {
+                    1.0 - lr * config.weight_decay
+                } else {
+                    1.0
+                },
+                grad_scale,
             };
-            let first = match self.first_moment.remove(path) {
-                Some(m) => m * config.beta1 + grad.clone() * (1.0 - config.beta1),
-                None => grad.clone() * (1.0 - config.beta1),
-            };
-            let squared = grad.powf_scalar(2.0);
-            let second = match self.second_moment.remove(path) {
-                Some(v) => v * config.beta2 + squared * (1.0 - config.beta2),
-                None => squared * (1.0 - config.beta2),
-            };
-            let denominator = (second.clone() / bias2).sqrt() + config.eps;
-            let update = (first.clone() / bias1) / denominator * lr;
+            let first = self.first_moment.remove(path);
+            let second = self.second_moment.remove(path);
+            let [value, first, second] = update.apply(value, grad, first, second);
             self.first_moment.insert(path.to_owned(), first);
             self.second_moment.insert(path.to_owned(), second);
-            let decayed = if rank >= 2 && config.weight_decay != 0.0 {
-                value * (1.0 - lr * config.weight_decay)
-            } else {
-                value
-            };
-            decayed - update
+            value
         });
         ensure!(
             missing.is_empty(),
             "no gradient reached parameters {missing:?}; is the model on an autodiff device?"
         );
         Ok(model)
+    }
+}
+
+/// One parameter's AdamW step: the scalars of this step, applied to value, gradient and
+/// moments (absent moments are zero).
+struct Update {
+    beta1: f64,
+    beta2: f64,
+    /// `1 - beta^t`, the bias corrections.
+    bias1: f64,
+    bias2: f64,
+    eps: f64,
+    lr: f64,
+    /// The decoupled weight-decay factor `1 - lr * weight_decay` (1 when not decayed).
+    decay: f64,
+    /// The clipping factor on the gradient.
+    grad_scale: f64,
+}
+
+impl Update {
+    /// `[value, first moment, second moment]` after the step: one pass on flex
+    /// ([`flex::apply`]), composed tensor operations elsewhere.
+    fn apply(
+        &self,
+        value: Tensor<1>,
+        grad: Tensor<1>,
+        first: Option<Tensor<1>>,
+        second: Option<Tensor<1>>,
+    ) -> [Tensor<1>; 3] {
+        match flex::apply(self, (value, grad, first, second)) {
+            Ok(updated) => updated,
+            Err(operands) => {
+                let (value, grad, first, second) = *operands;
+                self.composed(value, grad, first, second)
+            }
+        }
+    }
+
+    fn composed(
+        &self,
+        value: Tensor<1>,
+        grad: Tensor<1>,
+        first: Option<Tensor<1>>,
+        second: Option<Tensor<1>>,
+    ) -> [Tensor<1>; 3] {
+        let grad = if self.grad_scale == 1.0 {
+            grad
+        } else {
+            grad * self.grad_scale
+        };
+        let first = match first {
+            Some(m) => m * self.beta1 + grad.clone() * (1.0 - self.beta1),
+            None => grad.clone() * (1.0 - self.beta1),
+        };
+        let squared = grad.powf_scalar(2.0);
+        let second = match second {
+            Some(v) => v * self.beta2 + squared * (1.0 - self.beta2),
+            None => squared * (1.0 - self.beta2),
+        };
+        let denominator = (second.clone() / self.bias2).sqrt() + self.eps;
+        let step = (first.clone() / self.bias1) / denominator * self.lr;
+        let decayed = if self.decay == 1.0 {
+            value
+        } else {
+            value * self.decay
+        };
+        [decayed - step, first, second]
     }
 }
 
@@ -155,6 +219,38 @@ mod tests {
         assert!(close(s.lr_at(110), 1e-4));
         assert!(close(s.lr_at(500), 1e-4));
         assert!(s.lr_at(30) > s.lr_at(31));
+    }
+
+    #[test]
+    fn one_pass_update_equals_the_composed_one() {
+        let device = Device::flex();
+        let random = || Tensor::<1>::random([5000], burn::tensor::Distribution::Default, &device);
+        let update = Update {
+            beta1: 0.9,
+            beta2: 0.95,
+            bias1: 1.0 - 0.9f64.powi(3),
+            bias2: 1.0 - 0.95f64.powi(3),
+            eps: 1e-8,
+            lr: 1e-3,
+            decay: 1.0 - 1e-3 * 0.1,
+            grad_scale: 0.5,
+        };
+        let (value, grad, first, second) = (random(), random() - 0.5, random() - 0.5, random());
+        for moments in [Some((first, second)), None] {
+            let (first, second) = moments.unzip();
+            let operands = (value.clone(), grad.clone(), first.clone(), second.clone());
+            let Ok(fused) = flex::apply(&update, operands) else {
+                panic!("flex tensors take the one-pass update");
+            };
+            let composed = update.composed(value.clone(), grad.clone(), first, second);
+            for (fused, composed) in fused.into_iter().zip(composed) {
+                fused.into_data().assert_approx_eq::<f32>(
+                    &composed.into_data(),
+                    // Relative, but absolute near zero, where the moments cancel.
+                    burn::tensor::Tolerance::rel_abs(1e-5, 1e-7),
+                );
+            }
+        }
     }
 
     #[test]
