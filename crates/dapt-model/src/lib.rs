@@ -17,6 +17,7 @@
 //! reseeded per micro-batch from `(seed, counter)`. That RNG is process-global, so two trainers
 //! with dropout running concurrently in one process perturb each other.
 
+mod attention;
 pub mod checkpoint;
 mod config;
 mod device;
@@ -25,6 +26,7 @@ mod export;
 mod flexbuf;
 mod fsutil;
 mod gelu;
+mod gemm;
 mod linear;
 mod loss;
 mod model;

@@ -6,9 +6,8 @@ use anyhow::{Result, ensure};
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, LayerNormConfig, Linear};
 use burn::prelude::*;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 
+use crate::attention::causal_self_attention;
 use crate::config::GptConfig;
 use crate::gelu::gelu;
 use crate::linear::linear;
@@ -227,23 +226,7 @@ impl Block {
 
 impl CausalSelfAttention {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let [batch, seq_len, d_model] = x.dims();
-        let heads = self.n_head;
-        let head_dim = d_model / heads;
-        // [B, T, 3·H, hd] -> [B, 3·H, T, hd]; q, k, v are consecutive groups of H heads.
-        let qkv = apply(&self.qkv, x)
-            .reshape([batch, seq_len, 3 * heads, head_dim])
-            .swap_dims(1, 2);
-        let query = qkv.clone().narrow(1, 0, heads);
-        let key = qkv.clone().narrow(1, heads, heads);
-        let value = qkv.narrow(1, 2 * heads, heads);
-        let options = AttentionModuleOptions {
-            is_causal: true,
-            ..Default::default()
-        };
-        let context = attention(query, key, value, None, None, options)
-            .swap_dims(1, 2)
-            .reshape([batch, seq_len, d_model]);
+        let context = causal_self_attention(apply(&self.qkv, x), self.n_head);
         apply(&self.output, context)
     }
 }

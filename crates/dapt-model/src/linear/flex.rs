@@ -5,10 +5,7 @@ use burn::backend::flex::FlexTensor;
 use burn::prelude::*;
 
 use crate::flexbuf::{compact, last_dim};
-
-/// Products with at least this many multiply-adds run on all rayon threads (flex's own
-/// threshold for its matmuls).
-const PARALLEL_WORK: usize = 192 * 192 * 192;
+use crate::gemm::{View, gemm_into, parallelism_for};
 
 /// `x W + b` (or `x W`), `[rows, d_out]`.
 pub(super) fn forward(
@@ -26,7 +23,18 @@ pub(super) fn forward(
         out.extend_from_slice(bias.storage::<f32>());
     }
     // SAFETY: `out` holds `x.rows x weight.cols` initialised elements, row-major.
-    unsafe { gemm_into(out.as_mut_ptr(), true, &x, &weight) };
+    unsafe {
+        let parallelism = parallelism_for(&x, &weight);
+        gemm_into(
+            out.as_mut_ptr(),
+            weight.cols,
+            true,
+            1.0,
+            &x,
+            &weight,
+            parallelism,
+        );
+    }
     matrix(out, x.rows, weight.cols)
 }
 
@@ -51,42 +59,6 @@ pub(super) fn bias_grad(dy: &FlexTensor) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(sums, [cols]))
 }
 
-/// A 2-D f32 tensor as gemm sees it: first element, shape and element strides.
-struct View {
-    data: *const f32,
-    rows: usize,
-    cols: usize,
-    row_stride: isize,
-    col_stride: isize,
-}
-
-impl View {
-    /// Borrows `tensor`'s buffer: the view must not outlive it.
-    fn of(tensor: &FlexTensor) -> Self {
-        let layout = tensor.layout();
-        let (dims, strides) = (layout.shape().to_vec(), layout.strides());
-        assert_eq!(dims.len(), 2, "fused linear expects matrices, got {dims:?}");
-        let storage: &[f32] = tensor.storage();
-        Self {
-            data: storage[layout.start_offset()..].as_ptr(),
-            rows: dims[0],
-            cols: dims[1],
-            row_stride: strides[0],
-            col_stride: strides[1],
-        }
-    }
-
-    fn transposed(self) -> Self {
-        Self {
-            rows: self.cols,
-            cols: self.rows,
-            row_stride: self.col_stride,
-            col_stride: self.row_stride,
-            ..self
-        }
-    }
-}
-
 /// `lhs · rhs` in a fresh row-major buffer.
 fn product(lhs: &View, rhs: &View) -> FlexTensor {
     let len = lhs.rows * rhs.cols;
@@ -97,50 +69,19 @@ fn product(lhs: &View, rhs: &View) -> FlexTensor {
         // SAFETY: without `accumulate`, gemm writes every element of the `lhs.rows x
         // rhs.cols` destination (the inner dimension is not empty) and reads none.
         unsafe {
-            gemm_into(out.as_mut_ptr(), false, lhs, rhs);
+            gemm_into(
+                out.as_mut_ptr(),
+                rhs.cols,
+                false,
+                1.0,
+                lhs,
+                rhs,
+                parallelism_for(lhs, rhs),
+            );
             out.set_len(len);
         }
     }
     matrix(out, lhs.rows, rhs.cols)
-}
-
-/// `dst = lhs · rhs`, or `dst += lhs · rhs` when `accumulate`; `dst` row-major.
-///
-/// # Safety
-/// `dst` must be valid for `lhs.rows x rhs.cols` writes (and reads when `accumulate`), and
-/// both views' buffers must be alive.
-unsafe fn gemm_into(dst: *mut f32, accumulate: bool, lhs: &View, rhs: &View) {
-    assert_eq!(lhs.cols, rhs.rows, "inner dimensions differ");
-    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
-    let parallelism = if m * n * k >= PARALLEL_WORK {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: forwarded from the caller; the strides describe the views' own buffers.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            1,
-            n as isize,
-            accumulate,
-            lhs.data,
-            lhs.col_stride,
-            lhs.row_stride,
-            rhs.data,
-            rhs.col_stride,
-            rhs.row_stride,
-            if accumulate { 1.0f32 } else { 0.0 },
-            1.0f32,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
 }
 
 fn matrix(values: Vec<f32>, rows: usize, cols: usize) -> FlexTensor {

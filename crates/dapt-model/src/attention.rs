@@ -1,0 +1,139 @@
+//! Causal multi-head self-attention from the fused q|k|v projection, as one autodiff node
+//! on flex.
+//!
+//! burn differentiates attention through its composed fallback: the q, k, v head views,
+//! a causal mask built per call, scale, mask-fill, a five-operation softmax with scalar
+//! `exp`, two batched matmuls, and the heads transposed back, each a node with its own
+//! buffers. Here one node reads q, k and v where the projection wrote them, runs per
+//! (batch, head) `S = scale · q kᵀ`, a masked row softmax with the vector `exp`, and
+//! `o = P v` written straight into the `[B, T, d]` layout the output projection reads.
+//! Backward, from the kept `P`: `dv = Pᵀ do`, `dS = P ∘ (do vᵀ − rowsum(P ∘ do vᵀ))`,
+//! `dq = scale · dS k`, `dk = scale · dSᵀ q`, into one `[B, T, 3d]` gradient.
+//! Other backends use burn's `attention`.
+
+mod flex;
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::flex::FlexTensor;
+use burn::backend::{Autodiff, Flex};
+use burn::prelude::*;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+
+use crate::flexbuf::is_f32;
+
+/// `[B, T, 3d]` projections, columns ordered (q|k|v, head, head_dim) -> `[B, T, d]` context,
+/// heads concatenated.
+pub fn causal_self_attention(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
+    fused(&qkv, heads).unwrap_or_else(|| composed(qkv, heads))
+}
+
+fn composed(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
+    let [batch, seq_len, width] = qkv.dims();
+    let d_model = width / 3;
+    // [B, T, 3·H, hd] -> [B, 3·H, T, hd]; q, k, v are consecutive groups of H heads.
+    let qkv = qkv
+        .reshape([batch, seq_len, 3 * heads, d_model / heads])
+        .swap_dims(1, 2);
+    let query = qkv.clone().narrow(1, 0, heads);
+    let key = qkv.clone().narrow(1, heads, heads);
+    let value = qkv.narrow(1, 2 * heads, heads);
+    let options = AttentionModuleOptions {
+        is_causal: true,
+        ..Default::default()
+    };
+    attention(query, key, value, None, None, options)
+        .swap_dims(1, 2)
+        .reshape([batch, seq_len, d_model])
+}
+
+fn fused(qkv: &Tensor<3>, heads: usize) -> Option<Tensor<3>> {
+    if let Ok(qkv) = qkv.clone().try_into_primitive::<Autodiff<Flex>>() {
+        if !is_f32(qkv.primitive()) {
+            return None;
+        }
+        let context = match AttentionNode
+            .prepare::<NoCheckpointing>([qkv.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (context, probs) = flex::forward(qkv.primitive(), heads);
+                prep.finish((qkv.into_primitive(), probs, heads), context)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(flex::forward(qkv.primitive(), heads).0),
+        };
+        return Some(Tensor::from_primitive::<Autodiff<Flex>>(context));
+    }
+    let qkv = qkv.clone().try_into_primitive::<Flex>().ok()?;
+    is_f32(&qkv).then(|| Tensor::from_primitive::<Flex>(flex::forward(&qkv, heads).0))
+}
+
+/// The state: the projections, the attention probabilities `[B·H, T, T]` and the head count.
+#[derive(Debug)]
+struct AttentionNode;
+
+impl Backward<Flex, 1> for AttentionNode {
+    type State = (FlexTensor, Vec<f32>, usize);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (qkv, probs, heads) = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |d_context| {
+            flex::backward(&qkv, &probs, heads, d_context)
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Distribution, Tolerance};
+
+    #[test]
+    fn values_and_gradients_equal_burns_attention() {
+        let device = Device::flex().autodiff();
+        let (batch, seq_len, heads, head_dim) = (2, 11, 3, 5);
+        let width = 3 * heads * head_dim;
+        let qkv = Tensor::<3>::random(
+            [batch, seq_len, width],
+            Distribution::Normal(0.0, 2.0),
+            &device,
+        );
+        let (fused_input, reference_input) = (qkv.clone().require_grad(), qkv.require_grad());
+        assert!(fused(&fused_input, heads).is_some());
+        let upstream = Tensor::<3>::random(
+            [batch, seq_len, heads * head_dim],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let context = causal_self_attention(fused_input.clone(), heads);
+        let reference = composed(reference_input.clone(), heads);
+        context
+            .clone()
+            .into_data()
+            .assert_approx_eq::<f32>(&reference.clone().into_data(), Tolerance::absolute(1e-5));
+        let grad = fused_input
+            .grad(&(context * upstream.clone()).sum().backward())
+            .unwrap();
+        let reference_grad = reference_input
+            .grad(&(reference * upstream).sum().backward())
+            .unwrap();
+        grad.into_data()
+            .assert_approx_eq::<f32>(&reference_grad.into_data(), Tolerance::absolute(1e-5));
+    }
+
+    #[test]
+    fn later_tokens_do_not_change_earlier_outputs() {
+        let device = Device::flex();
+        let qkv = Tensor::<3>::random([1, 6, 12], Distribution::Normal(0.0, 1.0), &device);
+        let changed = qkv.clone().slice_assign(
+            [0..1, 5..6, 0..12],
+            Tensor::<3>::random([1, 1, 12], Distribution::Normal(0.0, 1.0), &device),
+        );
+        let prefix = |qkv| causal_self_attention(qkv, 2).narrow(1, 0, 5).into_data();
+        prefix(qkv).assert_approx_eq::<f32>(&prefix(changed), Tolerance::absolute(0.0));
+    }
+}

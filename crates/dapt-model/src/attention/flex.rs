@@ -1,0 +1,244 @@
+//! The fused attention's f32 kernels on flex: rayon over (batch, head) pairs, single-thread
+//! gemm within a pair.
+
+use burn::backend::flex::FlexTensor;
+use burn::prelude::*;
+use rayon::prelude::*;
+
+use crate::flexbuf::compact;
+use crate::gemm::{Parallelism, View, gemm_into};
+use crate::vmath::exp_nonpositive;
+
+/// Where one (batch, head) pair's rows lie in the `[B, T, 3d]` projections and the
+/// `[B, T, d]` context: both row-major, so a head is a column block.
+#[derive(Clone, Copy)]
+struct Geometry {
+    heads: usize,
+    seq_len: usize,
+    head_dim: usize,
+    d_model: usize,
+}
+
+impl Geometry {
+    fn of(qkv: &FlexTensor, heads: usize) -> (Self, usize) {
+        let dims = qkv.layout().shape().to_vec();
+        let [batch, seq_len, width] = dims[..] else {
+            panic!("attention expects [B, T, 3d], got {dims:?}");
+        };
+        let d_model = width / 3;
+        assert!(
+            width == 3 * d_model && d_model.is_multiple_of(heads),
+            "width {width} is not 3 x heads {heads} x head_dim"
+        );
+        let geometry = Self {
+            heads,
+            seq_len,
+            head_dim: d_model / heads,
+            d_model,
+        };
+        (geometry, batch)
+    }
+
+    /// Offset of pair `pair`'s first query element in the projections; keys follow `d`
+    /// further, values `2d`.
+    fn qkv_offset(&self, pair: usize) -> usize {
+        let (batch, head) = (pair / self.heads, pair % self.heads);
+        batch * self.seq_len * 3 * self.d_model + head * self.head_dim
+    }
+
+    /// Offset of pair `pair`'s first element in the `[B, T, d]` context.
+    fn context_offset(&self, pair: usize) -> usize {
+        let (batch, head) = (pair / self.heads, pair % self.heads);
+        batch * self.seq_len * self.d_model + head * self.head_dim
+    }
+
+    /// Query, key or value (`part` 0, 1, 2) rows of a pair in a `[B, T, 3d]` buffer.
+    fn part(&self, qkv: &[f32], pair: usize, part: usize) -> View {
+        let offset = self.qkv_offset(pair) + part * self.d_model;
+        View::rows(
+            qkv[offset..].as_ptr(),
+            self.seq_len,
+            self.head_dim,
+            3 * self.d_model,
+        )
+    }
+}
+
+/// A pointer the pairs write through, each to its own column block.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: tasks write disjoint elements (one head's column block of one batch row range).
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// # Safety
+    /// `offset` must lie inside the buffer.
+    unsafe fn at(self, offset: usize) -> *mut f32 {
+        // SAFETY: forwarded.
+        unsafe { self.0.add(offset) }
+    }
+}
+
+/// `[B, T, d]` context and the `[B·H, T, T]` attention probabilities.
+pub(super) fn forward(qkv: &FlexTensor, heads: usize) -> (FlexTensor, Vec<f32>) {
+    let qkv = compact(qkv.clone());
+    let (geometry, batch) = Geometry::of(&qkv, heads);
+    let Geometry {
+        seq_len: t,
+        head_dim,
+        d_model,
+        ..
+    } = geometry;
+    let scale = 1.0 / (head_dim as f32).sqrt();
+    let base: &[f32] = qkv.storage();
+    let mut probs = vec![0f32; batch * heads * t * t];
+    let mut context = vec![0f32; batch * t * d_model];
+    let out = SharedOut(context.as_mut_ptr());
+    probs
+        .par_chunks_mut(t * t)
+        .enumerate()
+        .for_each(|(pair, probs)| {
+            let (query, key, value) = (
+                geometry.part(base, pair, 0),
+                geometry.part(base, pair, 1),
+                geometry.part(base, pair, 2),
+            );
+            // SAFETY: `probs` is this pair's t x t block; `out` at the pair's offset has
+            // t rows of head_dim columns, d_model apart, written by this task only.
+            unsafe {
+                gemm_into(
+                    probs.as_mut_ptr(),
+                    t,
+                    false,
+                    scale,
+                    &query,
+                    &key.transposed(),
+                    Parallelism::None,
+                );
+                probs
+                    .chunks_exact_mut(t)
+                    .enumerate()
+                    .for_each(|(row, scores)| causal_softmax(scores, row));
+                let probs = View::rows(probs.as_ptr(), t, t, t);
+                let dst = out.at(geometry.context_offset(pair));
+                gemm_into(dst, d_model, false, 1.0, &probs, &value, Parallelism::None);
+            }
+        });
+    let context = FlexTensor::from_data(TensorData::new(context, [batch, t, d_model]));
+    (context, probs)
+}
+
+/// The `[B, T, 3d]` gradient of the projections from the context's.
+pub(super) fn backward(
+    qkv: &FlexTensor,
+    probs: &[f32],
+    heads: usize,
+    d_context: FlexTensor,
+) -> FlexTensor {
+    let qkv = compact(qkv.clone());
+    let d_context = compact(d_context);
+    let (geometry, batch) = Geometry::of(&qkv, heads);
+    let Geometry {
+        seq_len: t,
+        head_dim,
+        d_model,
+        ..
+    } = geometry;
+    let scale = 1.0 / (head_dim as f32).sqrt();
+    let base: &[f32] = qkv.storage();
+    let d_base: &[f32] = d_context.storage();
+    let mut grad = vec![0f32; batch * t * 3 * d_model];
+    let out = SharedOut(grad.as_mut_ptr());
+    probs
+        .par_chunks(t * t)
+        .enumerate()
+        .for_each(|(pair, probs)| {
+            let (query, key, value) = (
+                geometry.part(base, pair, 0),
+                geometry.part(base, pair, 1),
+                geometry.part(base, pair, 2),
+            );
+            // SAFETY: `d_out` is the pair's block of the [B, T, d] gradient; the three
+            // destinations are the pair's q, k, v column blocks of `grad`, written by this
+            // task only; `d_scores` is the task's own t x t buffer.
+            unsafe {
+                let d_out = d_base[geometry.context_offset(pair)..].as_ptr();
+                let d_out = View::rows(d_out, t, head_dim, d_model);
+                let probs_view = View::rows(probs.as_ptr(), t, t, t);
+                let dst = |part: usize| out.at(geometry.qkv_offset(pair) + part * d_model);
+                gemm_into(
+                    dst(2),
+                    3 * d_model,
+                    false,
+                    1.0,
+                    &probs_view.transposed(),
+                    &d_out,
+                    Parallelism::None,
+                );
+                let mut d_scores = vec![0f32; t * t];
+                gemm_into(
+                    d_scores.as_mut_ptr(),
+                    t,
+                    false,
+                    1.0,
+                    &d_out,
+                    &value.transposed(),
+                    Parallelism::None,
+                );
+                d_scores
+                    .chunks_exact_mut(t)
+                    .zip(probs.chunks_exact(t))
+                    .enumerate()
+                    .for_each(|(row, (d_row, p_row))| softmax_backward(d_row, p_row, row));
+                let d_scores = View::rows(d_scores.as_ptr(), t, t, t);
+                gemm_into(
+                    dst(0),
+                    3 * d_model,
+                    false,
+                    scale,
+                    &d_scores,
+                    &key,
+                    Parallelism::None,
+                );
+                gemm_into(
+                    dst(1),
+                    3 * d_model,
+                    false,
+                    scale,
+                    &d_scores.transposed(),
+                    &query,
+                    Parallelism::None,
+                );
+            }
+        });
+    FlexTensor::from_data(TensorData::new(grad, [batch, t, 3 * d_model]))
+}
+
+/// Softmax of row `row`'s scores over keys `0..=row`, zero beyond: the causal mask.
+fn causal_softmax(scores: &mut [f32], row: usize) {
+    let (visible, masked) = scores.split_at_mut(row + 1);
+    let max = visible.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+    let mut sum = 0.0;
+    for s in visible.iter_mut() {
+        *s = exp_nonpositive(*s - max);
+        sum += *s;
+    }
+    let inverse = 1.0 / sum;
+    visible.iter_mut().for_each(|p| *p *= inverse);
+    masked.fill(0.0);
+}
+
+/// `dP -> P ∘ (dP − Σ P ∘ dP)` over the visible keys of row `row`; masked ones get 0.
+fn softmax_backward(d_probs: &mut [f32], probs: &[f32], row: usize) {
+    let visible = row + 1;
+    let dot: f32 = d_probs[..visible]
+        .iter()
+        .zip(&probs[..visible])
+        .map(|(d, p)| d * p)
+        .sum();
+    for (d, &p) in d_probs[..visible].iter_mut().zip(&probs[..visible]) {
+        *d = p * (*d - dot);
+    }
+    d_probs[visible..].fill(0.0);
+}
