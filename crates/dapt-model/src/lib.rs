@@ -27,6 +27,7 @@ mod flexbuf;
 mod fsutil;
 mod gelu;
 mod gemm;
+mod layer_norm;
 mod linear;
 mod loss;
 mod model;

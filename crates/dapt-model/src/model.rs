@@ -10,11 +10,15 @@ use burn::prelude::*;
 use crate::attention::causal_self_attention;
 use crate::config::GptConfig;
 use crate::gelu::gelu;
+use crate::layer_norm::layer_norm;
 use crate::linear::linear;
 use crate::rng::SplitMix64;
 
 /// GPT-2 initialisation scale for weights and embeddings.
 const INIT_STD: f64 = 0.02;
+/// PyTorch's and burn's default. `LayerNorm` keeps its epsilon private, so the fused layer
+/// norm takes it from here, as does every norm built below.
+const LAYER_NORM_EPSILON: f64 = 1e-5;
 
 #[derive(Module, Debug)]
 pub struct Gpt {
@@ -80,8 +84,10 @@ impl Initializer<'_> {
     }
 
     fn layer_norm(&mut self, d_model: usize) -> LayerNorm {
-        // LayerNormConfig fills epsilon; the parameters are set explicitly (gamma 1, beta 0).
-        let mut norm = LayerNormConfig::new(d_model).init(self.device);
+        // The parameters are set explicitly (gamma 1, beta 0).
+        let mut norm = LayerNormConfig::new(d_model)
+            .with_epsilon(LAYER_NORM_EPSILON)
+            .init(self.device);
         norm.gamma = self.constant(d_model, 1.0);
         norm.beta = Some(self.constant(d_model, 0.0));
         norm
@@ -167,7 +173,7 @@ impl Gpt {
         for block in &self.blocks {
             x = block.forward(x);
         }
-        self.final_norm.forward(x)
+        normalize(&self.final_norm, x)
     }
 
     /// Next-token logits `[B, T, vocab]` for token ids `[B, T]`.
@@ -216,11 +222,11 @@ impl Block {
         let x = x.clone()
             + self
                 .dropout
-                .forward(self.attention.forward(self.attention_norm.forward(x)));
+                .forward(self.attention.forward(normalize(&self.attention_norm, x)));
         x.clone()
             + self
                 .dropout
-                .forward(self.mlp.forward(self.mlp_norm.forward(x)))
+                .forward(self.mlp.forward(normalize(&self.mlp_norm, x)))
     }
 }
 
@@ -234,6 +240,14 @@ impl CausalSelfAttention {
 impl Mlp {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         apply(&self.contract, gelu(apply(&self.expand, x)))
+    }
+}
+
+/// `norm` over the last dimension of `x` (fused where the backend allows).
+fn normalize(norm: &LayerNorm, x: Tensor<3>) -> Tensor<3> {
+    match &norm.beta {
+        Some(beta) => layer_norm(x, norm.gamma.val(), beta.val(), LAYER_NORM_EPSILON),
+        None => norm.forward(x),
     }
 }
 
