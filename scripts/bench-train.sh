@@ -3,7 +3,7 @@
 # device when `just test-tch` has built it, and burn's deprecated ndarray backend when
 # built with `CARGO_TARGET_DIR=target/ndarray cargo build --release -p dapt-model
 # --features ndarray --example train_throughput`) against PyTorch eager on the same GPT shapes,
-# fp32 on 2 threads, measured in the same run. PyTorch 2.9.0 is installed from PyPI into a
+# fp32 on 2 threads, interleaved in the same run. PyTorch 2.9.0 is installed from PyPI into a
 # throwaway virtualenv under OUT the first time.
 #
 #   scripts/bench-train.sh [OUT]     (default target/bench)
@@ -17,29 +17,46 @@ tch_bin=target/tch/cargo/release/examples/train_throughput
 ndarray_bin=target/ndarray/release/examples/train_throughput
 torch_lib=$("$venv/bin/python" -c "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))")
 
-# One table row: label, dapt's JSON line, PyTorch's JSON line.
-row() {
-  python3 - "$@" <<'PY'
-import json, sys
-label, dapt, torch = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
-t = (dapt["train_tokens_per_s"], torch["train_tokens_per_s"])
-e = (dapt["eval_tokens_per_s"], torch["eval_tokens_per_s"])
-label = f"{label} ({dapt['params']:,})"
-print(f"{label:<28} {t[0]:>11.0f} {t[1]:>11.0f} {t[0]/t[1]:>6.2f}x {e[0]:>11.0f} {e[1]:>11.0f} {e[0]/e[1]:>6.2f}x")
-PY
-}
-
-printf '%-28s %11s %11s %7s %11s %11s %7s\n' "backend, L d h (params)" "dapt train" "torch train" "ratio" "dapt eval" "torch eval" "ratio"
-# The default pipeline's model, then the reference 4-layer one.
+# Each backend and PyTorch run in turn, REPS times per model (BENCH_REPS, default 3): this
+# machine's tokens/s drift by 10-30% between runs, so interleaving and medians keep the
+# comparison fair. Rows: the median over runs, the range in brackets.
+reps="${BENCH_REPS:-3}"
+runs=$(mktemp)
+trap 'rm -f "$runs"' EXIT
 for shape in "2 128 4" "4 256 4"; do
   read -r layers width heads <<<"$shape"
-  torch=$("$venv/bin/python" scripts/bench_torch_gpt.py --steps 8 --threads 2 \
-    --n-layer "$layers" --d-model "$width" --n-head "$heads" | tail -1)
-  row "flex $shape" "$(target/release/examples/train_throughput cpu 8 "$layers" "$width" "$heads" | tail -1)" "$torch"
-  if [ -x "$ndarray_bin" ]; then
-    row "ndarray $shape" "$("$ndarray_bin" ndarray 8 "$layers" "$width" "$heads" | tail -1)" "$torch"
-  fi
-  if [ -x "$tch_bin" ]; then
-    row "tch-cpu $shape" "$(LD_LIBRARY_PATH="$torch_lib" "$tch_bin" tch-cpu 8 "$layers" "$width" "$heads" | tail -1)" "$torch"
-  fi
+  for _ in $(seq "$reps"); do
+    printf '%s\ttorch\t%s\n' "$shape" "$("$venv/bin/python" scripts/bench_torch_gpt.py --steps 8 --threads 2 \
+      --n-layer "$layers" --d-model "$width" --n-head "$heads" | tail -1)" >>"$runs"
+    printf '%s\tflex\t%s\n' "$shape" "$(target/release/examples/train_throughput cpu 8 "$layers" "$width" "$heads" | tail -1)" >>"$runs"
+    if [ -x "$ndarray_bin" ]; then
+      printf '%s\tndarray\t%s\n' "$shape" "$("$ndarray_bin" ndarray 8 "$layers" "$width" "$heads" | tail -1)" >>"$runs"
+    fi
+    if [ -x "$tch_bin" ]; then
+      printf '%s\ttch-cpu\t%s\n' "$shape" "$(LD_LIBRARY_PATH="$torch_lib" "$tch_bin" tch-cpu 8 "$layers" "$width" "$heads" | tail -1)" >>"$runs"
+    fi
+  done
 done
+
+python3 - "$runs" <<'PY'
+import json, statistics, sys
+from collections import defaultdict
+runs = defaultdict(list)
+for line in open(sys.argv[1]):
+    shape, backend, record = line.rstrip("\n").split("\t")
+    runs[shape, backend].append(json.loads(record))
+def summary(records, key):
+    values = [r[key] for r in records]
+    return statistics.median(values), min(values), max(values)
+print(f"{'backend, L d h (params)':<26} {'train tok/s [range]':>24} {'torch':>7} {'ratio':>6} {'eval tok/s [range]':>24} {'torch':>7} {'ratio':>6}")
+for (shape, backend), records in runs.items():
+    if backend == "torch":
+        continue
+    torch = runs[shape, "torch"]
+    cells = []
+    for key in ("train_tokens_per_s", "eval_tokens_per_s"):
+        (ours, low, high), (theirs, _, _) = summary(records, key), summary(torch, key)
+        cells.append(f"{ours:>7.0f} [{low:>6.0f}-{high:>6.0f}] {theirs:>7.0f} {ours / theirs:>5.2f}x")
+    label = f"{backend} {shape} ({records[0]['params']:,})"
+    print(f"{label:<26} {cells[0]:>41} {cells[1]:>41}")
+PY

@@ -46,13 +46,15 @@ pub fn sum_nll(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {
 
 /// `[N, V]` logits and `[N, 1]` targets -> `[N, 1]` NLL.
 fn nll_rows(logits: Tensor<2>, targets: Tensor<2, Int>) -> Tensor<2> {
-    if let Some(nll) = fused_on::<Flex>(&logits, &targets) {
-        return nll;
-    }
+    let logits = match fused_on::<Flex>(logits, &targets) {
+        Ok(nll) => return nll,
+        Err(logits) => *logits,
+    };
     #[cfg(feature = "tch")]
-    if let Some(nll) = fused_on::<burn::backend::LibTorch>(&logits, &targets) {
-        return nll;
-    }
+    let logits = match fused_on::<burn::backend::LibTorch>(logits, &targets) {
+        Ok(nll) => return nll,
+        Err(logits) => *logits,
+    };
     log_softmax(logits, 1).gather(1, targets).neg()
 }
 
@@ -141,38 +143,52 @@ fn composed_backward<B: Backend>(
     )
 }
 
-/// The fused loss when `logits` live on backend `B`, tracked by autodiff or not.
-fn fused_on<B: FusedCrossEntropy>(logits: &Tensor<2>, targets: &Tensor<2, Int>) -> Option<Tensor<2>>
+/// The fused loss when `logits` live on backend `B`, tracked by autodiff or not; the logits
+/// back otherwise. They are taken by value, so the kernel can write the probabilities into
+/// their buffer when nothing else holds it (the backends copy on write when something does).
+fn fused_on<B: FusedCrossEntropy>(
+    logits: Tensor<2>,
+    targets: &Tensor<2, Int>,
+) -> Result<Tensor<2>, Box<Tensor<2>>>
 where
     DispatchTensor: DispatchKindConversion<B> + DispatchKindConversion<Autodiff<B>>,
 {
-    if let Ok(logits) = logits.clone().try_into_primitive::<Autodiff<B>>() {
-        // Integer tensors are not tracked: they may carry the autodiff context or not.
-        let targets = targets
-            .clone()
-            .try_into_primitive::<Autodiff<B>>()
-            .or_else(|_| targets.clone().try_into_primitive::<B>())
-            .ok()?;
-        let nll = match FusedNll
-            .prepare::<NoCheckpointing>([logits.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let [nll, probs] = B::forward(logits.into_primitive(), targets.clone());
-                prep.finish((probs, targets), nll)
-            }
-            OpsKind::UnTracked(prep) => {
-                let [nll, _] = B::forward(logits.into_primitive(), targets);
-                prep.finish(nll)
-            }
-        };
-        return Some(Tensor::from_primitive::<Autodiff<B>>(nll));
+    // Decided on clones dropped at once, so that `logits` is consumed only on success.
+    let tracked = logits.clone().try_into_primitive::<Autodiff<B>>().is_ok();
+    if !tracked && logits.clone().try_into_primitive::<B>().is_err() {
+        return Err(Box::new(logits));
     }
-    let logits = logits.clone().try_into_primitive::<B>().ok()?;
-    let targets = targets.clone().try_into_primitive::<B>().ok()?;
-    let [nll, _] = B::forward(logits, targets);
-    Some(Tensor::from_primitive::<B>(nll))
+    // Integer tensors are not tracked: they may carry the autodiff context or not.
+    let targets = match targets.clone().try_into_primitive::<Autodiff<B>>() {
+        Ok(targets) => targets,
+        Err(_) => match targets.clone().try_into_primitive::<B>() {
+            Ok(targets) => targets,
+            Err(_) => return Err(Box::new(logits)),
+        },
+    };
+    if !tracked {
+        let logits = logits.try_into_primitive::<B>().expect("checked above");
+        let [nll, _] = B::forward(logits, targets);
+        return Ok(Tensor::from_primitive::<B>(nll));
+    }
+    let logits = logits
+        .try_into_primitive::<Autodiff<B>>()
+        .expect("checked above");
+    let nll = match FusedNll
+        .prepare::<NoCheckpointing>([logits.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let [nll, probs] = B::forward(logits.into_primitive(), targets.clone());
+            prep.finish((probs, targets), nll)
+        }
+        OpsKind::UnTracked(prep) => {
+            let [nll, _] = B::forward(logits.into_primitive(), targets);
+            prep.finish(nll)
+        }
+    };
+    Ok(Tensor::from_primitive::<Autodiff<B>>(nll))
 }
 
 #[derive(Debug)]
@@ -233,7 +249,7 @@ mod tests {
         let (logits, targets) = logits_and_targets(&device);
         let (fused_input, composed_input) = (logits.clone().require_grad(), logits.require_grad());
         let rows = fused_input.clone().reshape([15, 37]);
-        assert!(fused_on::<Flex>(&rows, &targets.clone().reshape([15, 1])).is_some());
+        assert!(fused_on::<Flex>(rows, &targets.clone().reshape([15, 1])).is_ok());
 
         let fused = mean_nll(fused_input.clone(), targets.clone());
         let reference = composed(composed_input.clone(), targets);
@@ -254,7 +270,7 @@ mod tests {
         let device = Device::flex();
         let (logits, targets) = logits_and_targets(&device);
         let rows = logits.clone().reshape([15, 37]);
-        assert!(fused_on::<Flex>(&rows, &targets.clone().reshape([15, 1])).is_some());
+        assert!(fused_on::<Flex>(rows, &targets.clone().reshape([15, 1])).is_ok());
         let fused = per_token_nll(logits.clone(), targets.clone());
         let reference = log_softmax(logits, 2)
             .gather(2, targets.unsqueeze_dim(2))
