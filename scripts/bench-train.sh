@@ -17,23 +17,25 @@ tch_bin=target/tch/cargo/release/examples/train_throughput
 ndarray_bin=target/ndarray/release/examples/train_throughput
 torch_lib=$("$venv/bin/python" -c "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))")
 
-# Each backend and PyTorch run in turn, REPS times per model (BENCH_REPS, default 3): this
+# Each backend and PyTorch run in turn, BENCH_REPS times per model (default 3): this
 # machine's tokens/s drift by 10-30% between runs, so interleaving and medians keep the
 # comparison fair. Rows: the median over runs, the range in brackets.
 reps="${BENCH_REPS:-3}"
+# Training steps per run; the first two (allocation warm-up) are not counted.
+steps="${BENCH_STEPS:-12}"
 runs=$(mktemp)
 trap 'rm -f "$runs"' EXIT
 for shape in "2 128 4" "4 256 4"; do
   read -r layers width heads <<<"$shape"
   for _ in $(seq "$reps"); do
-    printf '%s\ttorch\t%s\n' "$shape" "$("$venv/bin/python" scripts/bench_torch_gpt.py --steps 8 --threads 2 \
+    printf '%s\ttorch\t%s\n' "$shape" "$("$venv/bin/python" scripts/bench_torch_gpt.py --steps "$steps" --threads 2 \
       --n-layer "$layers" --d-model "$width" --n-head "$heads" | tail -1)" >>"$runs"
-    printf '%s\tflex\t%s\n' "$shape" "$(target/release/examples/train_throughput cpu 8 "$layers" "$width" "$heads" | tail -1)" >>"$runs"
+    printf '%s\tflex\t%s\n' "$shape" "$(target/release/examples/train_throughput cpu "$steps" "$layers" "$width" "$heads" | tail -1)" >>"$runs"
     if [ -x "$ndarray_bin" ]; then
-      printf '%s\tndarray\t%s\n' "$shape" "$("$ndarray_bin" ndarray 8 "$layers" "$width" "$heads" | tail -1)" >>"$runs"
+      printf '%s\tndarray\t%s\n' "$shape" "$("$ndarray_bin" ndarray "$steps" "$layers" "$width" "$heads" | tail -1)" >>"$runs"
     fi
     if [ -x "$tch_bin" ]; then
-      printf '%s\ttch-cpu\t%s\n' "$shape" "$(LD_LIBRARY_PATH="$torch_lib" "$tch_bin" tch-cpu 8 "$layers" "$width" "$heads" | tail -1)" >>"$runs"
+      printf '%s\ttch-cpu\t%s\n' "$shape" "$(LD_LIBRARY_PATH="$torch_lib" "$tch_bin" tch-cpu "$steps" "$layers" "$width" "$heads" | tail -1)" >>"$runs"
     fi
   done
 done
@@ -48,7 +50,8 @@ for line in open(sys.argv[1]):
 def summary(records, key):
     values = [r[key] for r in records]
     return statistics.median(values), min(values), max(values)
-print(f"{'backend, L d h (params)':<26} {'train tok/s [range]':>24} {'torch':>7} {'ratio':>6} {'eval tok/s [range]':>24} {'torch':>7} {'ratio':>6}")
+header = [f"{name + ' tok/s [range]':>23} {'torch':>7} {'ratio':>6}" for name in ("train", "eval")]
+print(f"{'backend, L d h (params)':<26} {header[0]}   {header[1]}")
 for (shape, backend), records in runs.items():
     if backend == "torch":
         continue
@@ -58,5 +61,5 @@ for (shape, backend), records in runs.items():
         (ours, low, high), (theirs, _, _) = summary(records, key), summary(torch, key)
         cells.append(f"{ours:>7.0f} [{low:>6.0f}-{high:>6.0f}] {theirs:>7.0f} {ours / theirs:>5.2f}x")
     label = f"{backend} {shape} ({records[0]['params']:,})"
-    print(f"{label:<26} {cells[0]:>41} {cells[1]:>41}")
+    print(f"{label:<26} {cells[0]}   {cells[1]}")
 PY
