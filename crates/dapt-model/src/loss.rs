@@ -5,12 +5,15 @@
 //! largest cost of a training step on the flex backend (a single-threaded scalar `exp` pass
 //! alone was a fifth of it). Here the loss is one autodiff node on the concrete backend:
 //!
-//! - forward: `p = softmax(x)` and per row `nll = logsumexp(x) - x_target`;
-//! - backward: `d nll / d x = p - onehot(target)`, scaled by the incoming gradient.
+//! - forward: per row `nll = logsumexp(x) - x_target`;
+//! - backward: `d nll / d x = softmax(x) - onehot(target)`, scaled by the incoming gradient.
 //!
-//! flex gets its own kernel ([`flex`]); LibTorch (the `tch` feature) composes its native
-//! softmax, argmax and gathers. A tensor on any other backend takes the composed
-//! `log_softmax` path, which computes the same values.
+//! flex gets its own kernel ([`flex`]): the forward pass only reads the logits, the
+//! backward pass recomputes the probabilities from the kept logits and row `logsumexp`
+//! and writes the gradient into the logits' buffer. LibTorch (the `tch` feature) composes
+//! its native softmax, argmax and gathers and keeps the probabilities. A tensor on any
+//! other backend, or one the kernel does not take, follows the composed `log_softmax`
+//! path, which computes the same values.
 
 mod flex;
 
@@ -19,11 +22,8 @@ use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::tensor::{FloatTensor, IntTensor};
-use burn::backend::{
-    Autodiff, Backend, DispatchKindConversion, DispatchTensor, Flex, TensorMetadata,
-};
+use burn::backend::{Autodiff, Backend, DispatchKindConversion, DispatchTensor, Flex};
 use burn::prelude::*;
-use burn::tensor::IndexingUpdateOp;
 use burn::tensor::activation::log_softmax;
 
 /// Negative log-likelihood in nats of each target under `logits`: `[B, T, V]`, `[B, T]` -> `[B, T]`.
@@ -60,92 +60,77 @@ fn nll_rows(logits: Tensor<2>, targets: Tensor<2, Int>) -> Tensor<2> {
 
 /// A backend's fused softmax cross-entropy over `[N, V]` logits and `[N, 1]` targets.
 trait FusedCrossEntropy: Backend {
-    /// The `[N, 1]` NLL and the `[N, V]` probabilities the backward pass needs.
-    fn forward(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> [FloatTensor<Self>; 2];
+    /// What the backward pass needs from the forward pass.
+    type Saved: Clone + Send + Sync + std::fmt::Debug + 'static;
 
-    /// The gradient of the logits from the probabilities and the `[N, 1]` gradient of the NLL.
-    fn backward(
-        probs: FloatTensor<Self>,
-        targets: IntTensor<Self>,
-        grad: FloatTensor<Self>,
-    ) -> FloatTensor<Self>;
+    /// The `[N, 1]` NLL and what backward needs, or `None` when the kernel does not take
+    /// these logits and targets.
+    fn forward(
+        logits: &FloatTensor<Self>,
+        targets: &IntTensor<Self>,
+    ) -> Option<(FloatTensor<Self>, Self::Saved)>;
+
+    /// The gradient of the logits from the `[N, 1]` gradient of the NLL.
+    fn backward(saved: Self::Saved, grad: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 impl FusedCrossEntropy for Flex {
-    fn forward(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> [FloatTensor<Self>; 2] {
-        match flex::row_offsets(&targets, &logits) {
-            Some(offsets) => flex::forward(logits, &offsets),
-            None => composed_forward::<Self>(logits, targets),
-        }
+    type Saved = flex::Saved;
+
+    fn forward(
+        logits: &FloatTensor<Self>,
+        targets: &IntTensor<Self>,
+    ) -> Option<(FloatTensor<Self>, Self::Saved)> {
+        flex::forward(logits, targets)
     }
 
-    fn backward(
-        probs: FloatTensor<Self>,
-        targets: IntTensor<Self>,
-        grad: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        match flex::row_offsets(&targets, &probs) {
-            Some(offsets) if crate::flexbuf::is_f32(&grad) => {
-                flex::backward(probs, &offsets, &grad)
-            }
-            _ => composed_backward::<Self>(probs, targets, grad),
-        }
+    fn backward(saved: Self::Saved, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        flex::backward(saved, &grad)
     }
 }
 
 #[cfg(feature = "tch")]
+use burn::backend::TensorMetadata;
+
+#[cfg(feature = "tch")]
 impl FusedCrossEntropy for burn::backend::LibTorch {
-    fn forward(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> [FloatTensor<Self>; 2] {
-        composed_forward::<Self>(logits, targets)
+    /// The probabilities and the targets.
+    type Saved = (FloatTensor<Self>, IntTensor<Self>);
+
+    /// From the native softmax, argmax and gathers: `nll = x_max - x_target - ln p_max`,
+    /// where `p_max = 1 / sum_j exp(x_j - x_max)` is never below `1/V`, so its logarithm is
+    /// exact where `ln p_target` could underflow.
+    fn forward(
+        logits: &FloatTensor<Self>,
+        targets: &IntTensor<Self>,
+    ) -> Option<(FloatTensor<Self>, Self::Saved)> {
+        let probs = Self::softmax(logits.clone(), 1);
+        let argmax = Self::float_argmax(logits.clone(), 1, targets.dtype().into());
+        let logit_max = Self::float_gather(1, logits.clone(), argmax.clone());
+        let prob_max = Self::float_gather(1, probs.clone(), argmax);
+        let logit_target = Self::float_gather(1, logits.clone(), targets.clone());
+        let nll = Self::float_sub(
+            Self::float_sub(logit_max, logit_target),
+            Self::float_log(prob_max),
+        );
+        Some((nll, (probs, targets.clone())))
     }
 
-    fn backward(
-        probs: FloatTensor<Self>,
-        targets: IntTensor<Self>,
-        grad: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        composed_backward::<Self>(probs, targets, grad)
+    fn backward((probs, targets): Self::Saved, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        let shape = probs.shape();
+        let scaled = Self::float_mul(probs, Self::float_expand(grad.clone(), shape));
+        Self::float_scatter(
+            1,
+            scaled,
+            targets,
+            Self::float_neg(grad),
+            burn::tensor::IndexingUpdateOp::Add,
+        )
     }
 }
 
-/// The forward from the backend's own softmax, argmax and gathers:
-/// `nll = x_max - x_target - ln p_max`, where `p_max = 1 / sum_j exp(x_j - x_max)` is never
-/// below `1/V`, so its logarithm is exact where `ln p_target` could underflow.
-fn composed_forward<B: Backend>(
-    logits: FloatTensor<B>,
-    targets: IntTensor<B>,
-) -> [FloatTensor<B>; 2] {
-    let probs = B::softmax(logits.clone(), 1);
-    let argmax = B::float_argmax(logits.clone(), 1, targets.dtype().into());
-    let logit_max = B::float_gather(1, logits.clone(), argmax.clone());
-    let prob_max = B::float_gather(1, probs.clone(), argmax);
-    let logit_target = B::float_gather(1, logits, targets);
-    let nll = B::float_sub(
-        B::float_sub(logit_max, logit_target),
-        B::float_log(prob_max),
-    );
-    [nll, probs]
-}
-
-fn composed_backward<B: Backend>(
-    probs: FloatTensor<B>,
-    targets: IntTensor<B>,
-    grad: FloatTensor<B>,
-) -> FloatTensor<B> {
-    let shape = probs.shape();
-    let scaled = B::float_mul(probs, B::float_expand(grad.clone(), shape));
-    B::float_scatter(
-        1,
-        scaled,
-        targets,
-        B::float_neg(grad),
-        IndexingUpdateOp::Add,
-    )
-}
-
-/// The fused loss when `logits` live on backend `B`, tracked by autodiff or not; the logits
-/// back otherwise. They are taken by value, so the kernel can write the probabilities into
-/// their buffer when nothing else holds it (the backends copy on write when something does).
+/// The fused loss when `logits` live on backend `B` (tracked by autodiff or not) and its
+/// kernel takes them; the logits back otherwise.
 fn fused_on<B: FusedCrossEntropy>(
     logits: Tensor<2>,
     targets: &Tensor<2, Int>,
@@ -153,55 +138,44 @@ fn fused_on<B: FusedCrossEntropy>(
 where
     DispatchTensor: DispatchKindConversion<B> + DispatchKindConversion<Autodiff<B>>,
 {
-    // Decided on clones dropped at once, so that `logits` is consumed only on success.
-    let tracked = logits.clone().try_into_primitive::<Autodiff<B>>().is_ok();
-    if !tracked && logits.clone().try_into_primitive::<B>().is_err() {
-        return Err(Box::new(logits));
-    }
     // Integer tensors are not tracked: they may carry the autodiff context or not.
-    let targets = match targets.clone().try_into_primitive::<Autodiff<B>>() {
-        Ok(targets) => targets,
-        Err(_) => match targets.clone().try_into_primitive::<B>() {
-            Ok(targets) => targets,
-            Err(_) => return Err(Box::new(logits)),
-        },
-    };
-    if !tracked {
-        let logits = logits.try_into_primitive::<B>().expect("checked above");
-        let [nll, _] = B::forward(logits, targets);
-        return Ok(Tensor::from_primitive::<B>(nll));
-    }
-    let logits = logits
+    let Ok(targets) = targets
+        .clone()
         .try_into_primitive::<Autodiff<B>>()
-        .expect("checked above");
-    let nll = match FusedNll
-        .prepare::<NoCheckpointing>([logits.node()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
-            let [nll, probs] = B::forward(logits.into_primitive(), targets.clone());
-            prep.finish((probs, targets), nll)
-        }
-        OpsKind::UnTracked(prep) => {
-            let [nll, _] = B::forward(logits.into_primitive(), targets);
-            prep.finish(nll)
-        }
+        .or_else(|_| targets.clone().try_into_primitive::<B>())
+    else {
+        return Err(Box::new(logits));
     };
-    Ok(Tensor::from_primitive::<Autodiff<B>>(nll))
+    if let Ok(tracked) = logits.clone().try_into_primitive::<Autodiff<B>>() {
+        let Some((nll, saved)) = B::forward(tracked.primitive(), &targets) else {
+            return Err(Box::new(logits));
+        };
+        let node = FusedNll.prepare::<NoCheckpointing>([tracked.node()]);
+        let nll = match node.compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(saved, nll),
+            OpsKind::UnTracked(prep) => prep.finish(nll),
+        };
+        return Ok(Tensor::from_primitive::<Autodiff<B>>(nll));
+    }
+    let Ok(plain) = logits.clone().try_into_primitive::<B>() else {
+        return Err(Box::new(logits));
+    };
+    match B::forward(&plain, &targets) {
+        Some((nll, _)) => Ok(Tensor::from_primitive::<B>(nll)),
+        None => Err(Box::new(logits)),
+    }
 }
 
 #[derive(Debug)]
 struct FusedNll;
 
 impl<B: FusedCrossEntropy> Backward<B, 1> for FusedNll {
-    /// The softmax probabilities `[N, V]` and the targets `[N, 1]`.
-    type State = (FloatTensor<B>, IntTensor<B>);
+    type State = B::Saved;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (probs, targets) = ops.state;
+        let saved = ops.state;
         unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-            B::backward(probs, targets, grad)
+            B::backward(saved, grad)
         });
     }
 }

@@ -2,8 +2,11 @@
 //!
 //! flex's own softmax calls the scalar libm `expf` for every element (macerator has no
 //! vector exp), which at vocabulary 8192 cost more than the output-head matmul. Here `exp`
-//! is a branch-free Cephes polynomial the compiler vectorises, and each row is read once
-//! for its maximum, once for `exp` and the sum, and written once normalised.
+//! is a branch-free Cephes polynomial the compiler vectorises. The forward pass reads each
+//! row twice (maximum, then the sum of `exp`) and writes nothing but the NLL and the row's
+//! `logsumexp`; the backward pass recomputes `softmax = exp(x - logsumexp)` as it writes
+//! the gradient over the logits: two passes over the `[N, V]` buffer fewer than keeping
+//! normalised probabilities.
 
 use burn::backend::flex::FlexTensor;
 use burn::prelude::*;
@@ -17,13 +20,80 @@ const ROWS_PER_TASK: usize = 16;
 /// Independent accumulators per reduction, so the loops vectorise without reassociation.
 const LANES: usize = 16;
 
-/// The `[N, 1]` target ids as column offsets into `[N, V]` f32 `values`; `None` (use the
-/// composed path) for another dtype or an id outside `0..V`.
-pub(super) fn row_offsets(targets: &FlexTensor, values: &FlexTensor) -> Option<Vec<usize>> {
-    let vocab = *values.layout().shape().to_vec().last()?;
-    if !is_f32(values) {
+/// What backward needs: the logits, each row's `logsumexp`, and the targets as offsets.
+#[derive(Debug, Clone)]
+pub(crate) struct Saved {
+    logits: FlexTensor,
+    logsumexp: Vec<f32>,
+    targets: Vec<usize>,
+}
+
+/// The `[N, 1]` NLL of f32 logits, read only; `None` for another dtype or a target outside
+/// `0..V`.
+pub(super) fn forward(logits: &FlexTensor, targets: &FlexTensor) -> Option<(FlexTensor, Saved)> {
+    if !is_f32(logits) {
         return None;
     }
+    let logits = compact(logits.clone());
+    let vocab = last_dim(&logits);
+    let targets = row_offsets(targets, vocab)?;
+    let mut nll = vec![0f32; targets.len()];
+    let mut logsumexp = vec![0f32; targets.len()];
+    logits
+        .storage::<f32>()
+        .par_chunks(vocab * ROWS_PER_TASK)
+        .zip(nll.par_chunks_mut(ROWS_PER_TASK))
+        .zip(logsumexp.par_chunks_mut(ROWS_PER_TASK))
+        .zip(targets.par_chunks(ROWS_PER_TASK))
+        .for_each(|(((rows, nll), logsumexp), targets)| {
+            let rows = rows.chunks_exact(vocab).zip(targets);
+            for ((row, &target), (nll, logsumexp)) in rows.zip(nll.iter_mut().zip(logsumexp)) {
+                let max = row_max(row);
+                *logsumexp = max + sum_exp_shifted(row, max).ln();
+                *nll = *logsumexp - row[target];
+            }
+        });
+    let rows = targets.len();
+    let nll = FlexTensor::from_data(TensorData::new(nll, [rows, 1]));
+    let saved = Saved {
+        logits,
+        logsumexp,
+        targets,
+    };
+    Some((nll, saved))
+}
+
+/// `(softmax(x) - onehot(target)) * grad` per row, written into the logits' buffer (the
+/// autodiff state held the only reference, so nothing is copied).
+pub(super) fn backward(saved: Saved, grad: &FlexTensor) -> FlexTensor {
+    let grad = grad.to_contiguous();
+    let grad: &[f32] = grad.storage();
+    let Saved {
+        logits,
+        logsumexp,
+        targets,
+    } = saved;
+    let mut out = compact(logits);
+    let vocab = last_dim(&out);
+    out.storage_mut::<f32>()
+        .par_chunks_mut(vocab * ROWS_PER_TASK)
+        .zip(grad.par_chunks(ROWS_PER_TASK))
+        .zip(logsumexp.par_chunks(ROWS_PER_TASK))
+        .zip(targets.par_chunks(ROWS_PER_TASK))
+        .for_each(|(((rows, grad), logsumexp), targets)| {
+            let rows = rows.chunks_exact_mut(vocab).zip(targets);
+            for ((row, &target), (&g, &lse)) in rows.zip(grad.iter().zip(logsumexp)) {
+                row.iter_mut()
+                    .for_each(|x| *x = exp_nonpositive((*x - lse).min(0.0)) * g);
+                row[target] -= g;
+            }
+        });
+    out
+}
+
+/// The `[N, 1]` target ids as column offsets into rows of `vocab`; `None` for an id
+/// outside `0..vocab`.
+fn row_offsets(targets: &FlexTensor, vocab: usize) -> Option<Vec<usize>> {
     let ids = targets
         .clone()
         .into_data()
@@ -33,55 +103,6 @@ pub(super) fn row_offsets(targets: &FlexTensor, values: &FlexTensor) -> Option<V
     ids.into_iter()
         .map(|id| usize::try_from(id).ok().filter(|&id| id < vocab))
         .collect()
-}
-
-/// `[N, 1]` NLL and `[N, V]` probabilities of f32 logits; `targets` from [`row_offsets`].
-/// The probabilities overwrite the logits' buffer when nothing else holds it (the head's
-/// output usually: its matmul's backward keeps the inputs, not the output).
-pub(super) fn forward(logits: FlexTensor, targets: &[usize]) -> [FlexTensor; 2] {
-    let mut probs = compact(logits);
-    let vocab = last_dim(&probs);
-    let mut nll = vec![0f32; targets.len()];
-    probs
-        .storage_mut::<f32>()
-        .par_chunks_mut(vocab * ROWS_PER_TASK)
-        .zip(nll.par_chunks_mut(ROWS_PER_TASK))
-        .zip(targets.par_chunks(ROWS_PER_TASK))
-        .for_each(|((rows, nll), targets)| {
-            for ((row, nll), &target) in rows.chunks_mut(vocab).zip(nll).zip(targets) {
-                let max = row_max(row);
-                let target_logit = row[target];
-                let sum = exp_shifted_in_place(row, max);
-                let inverse = 1.0 / sum;
-                row.iter_mut().for_each(|p| *p *= inverse);
-                *nll = max + sum.ln() - target_logit;
-            }
-        });
-    let rows = targets.len();
-    [
-        FlexTensor::from_data(TensorData::new(nll, [rows, 1])),
-        probs,
-    ]
-}
-
-/// `probs * grad - onehot(targets) * grad`, in the probabilities' buffer (the autodiff
-/// state holds the only reference, so nothing is copied).
-pub(super) fn backward(probs: FlexTensor, targets: &[usize], grad: &FlexTensor) -> FlexTensor {
-    let grad = grad.to_contiguous();
-    let grad: &[f32] = grad.storage();
-    let mut out = compact(probs);
-    let vocab = last_dim(&out);
-    out.storage_mut::<f32>()
-        .par_chunks_mut(vocab * ROWS_PER_TASK)
-        .zip(grad.par_chunks(ROWS_PER_TASK))
-        .zip(targets.par_chunks(ROWS_PER_TASK))
-        .for_each(|((out, grad), targets)| {
-            for ((row, &g), &target) in out.chunks_mut(vocab).zip(grad).zip(targets) {
-                row.iter_mut().for_each(|p| *p *= g);
-                row[target] -= g;
-            }
-        });
-    out
 }
 
 fn row_max(x: &[f32]) -> f32 {
@@ -99,20 +120,15 @@ fn row_max(x: &[f32]) -> f32 {
         .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
 }
 
-/// Replaces each `x` by `exp(x - max)` and returns their sum.
-fn exp_shifted_in_place(row: &mut [f32], max: f32) -> f32 {
+/// The sum of `exp(x - max)` over the row.
+fn sum_exp_shifted(row: &[f32], max: f32) -> f32 {
     let mut lanes = [0f32; LANES];
-    let mut chunks = row.chunks_exact_mut(LANES);
-    for chunk in &mut chunks {
-        for (lane, x) in lanes.iter_mut().zip(chunk) {
-            *x = exp_nonpositive(*x - max);
-            *lane += *x;
+    let chunks = row.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &x) in lanes.iter_mut().zip(chunk) {
+            *lane += exp_nonpositive(x - max);
         }
     }
-    let mut sum: f32 = lanes.iter().sum();
-    for x in chunks.into_remainder() {
-        *x = exp_nonpositive(*x - max);
-        sum += *x;
-    }
-    sum
+    lanes.iter().sum::<f32>() + tail.iter().map(|&x| exp_nonpositive(x - max)).sum::<f32>()
 }
