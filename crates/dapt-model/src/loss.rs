@@ -90,41 +90,62 @@ impl FusedCrossEntropy for Flex {
 }
 
 #[cfg(feature = "tch")]
-use burn::backend::TensorMetadata;
-
-#[cfg(feature = "tch")]
 impl FusedCrossEntropy for burn::backend::LibTorch {
     /// The probabilities and the targets.
     type Saved = (FloatTensor<Self>, IntTensor<Self>);
 
-    /// From the native softmax, argmax and gathers: `nll = x_max - x_target - ln p_max`,
-    /// where `p_max = 1 / sum_j exp(x_j - x_max)` is never below `1/V`, so its logarithm is
-    /// exact where `ln p_target` could underflow.
     fn forward(
         logits: &FloatTensor<Self>,
         targets: &IntTensor<Self>,
     ) -> Option<(FloatTensor<Self>, Self::Saved)> {
-        let probs = Self::softmax(logits.clone(), 1);
-        let argmax = Self::float_argmax(logits.clone(), 1, targets.dtype().into());
-        let logit_max = Self::float_gather(1, logits.clone(), argmax.clone());
-        let prob_max = Self::float_gather(1, probs.clone(), argmax);
-        let logit_target = Self::float_gather(1, logits.clone(), targets.clone());
-        let nll = Self::float_sub(
-            Self::float_sub(logit_max, logit_target),
-            Self::float_log(prob_max),
-        );
-        Some((nll, (probs, targets.clone())))
+        Some(composed::forward::<Self>(logits, targets))
     }
 
     fn backward((probs, targets): Self::Saved, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        composed::backward::<Self>(probs, targets, grad)
+    }
+}
+
+/// The fused loss from a backend's own primitives (LibTorch's native kernels).
+#[cfg(feature = "tch")]
+mod composed {
+    use burn::backend::tensor::{FloatTensor, IntTensor};
+    use burn::backend::{Backend, TensorMetadata};
+    use burn::tensor::IndexingUpdateOp;
+
+    /// `nll = x_max - x_target - ln p_max`, where `p_max = 1 / sum_j exp(x_j - x_max)` is
+    /// never below `1/V`, so its logarithm is exact where `ln p_target` could underflow.
+    /// Keeps the probabilities and targets for backward.
+    pub(super) fn forward<B: Backend>(
+        logits: &FloatTensor<B>,
+        targets: &IntTensor<B>,
+    ) -> (FloatTensor<B>, (FloatTensor<B>, IntTensor<B>)) {
+        let probs = B::softmax(logits.clone(), 1);
+        let argmax = B::float_argmax(logits.clone(), 1, targets.dtype().into());
+        let logit_max = B::float_gather(1, logits.clone(), argmax.clone());
+        let prob_max = B::float_gather(1, probs.clone(), argmax);
+        let logit_target = B::float_gather(1, logits.clone(), targets.clone());
+        let nll = B::float_sub(
+            B::float_sub(logit_max, logit_target),
+            B::float_log(prob_max),
+        );
+        (nll, (probs, targets.clone()))
+    }
+
+    /// `probs * grad - onehot(targets) * grad`.
+    pub(super) fn backward<B: Backend>(
+        probs: FloatTensor<B>,
+        targets: IntTensor<B>,
+        grad: FloatTensor<B>,
+    ) -> FloatTensor<B> {
         let shape = probs.shape();
-        let scaled = Self::float_mul(probs, Self::float_expand(grad.clone(), shape));
-        Self::float_scatter(
+        let scaled = B::float_mul(probs, B::float_expand(grad.clone(), shape));
+        B::float_scatter(
             1,
             scaled,
             targets,
-            Self::float_neg(grad),
-            burn::tensor::IndexingUpdateOp::Add,
+            B::float_neg(grad),
+            IndexingUpdateOp::Add,
         )
     }
 }

@@ -54,14 +54,22 @@ impl LrSchedule {
     }
 }
 
-/// Euclidean norm of all gradients together.
+/// Euclidean norm of all gradients together: one read per flex gradient, composed
+/// tensor operations (and one read-back) for the others.
 pub(crate) fn global_grad_norm(grads: &ParamTensors) -> f64 {
-    let squares: Vec<Tensor<1>> = grads
-        .values()
-        .map(|grad| grad.clone().powf_scalar(2.0).sum())
-        .collect();
-    let total: f32 = Tensor::cat(squares, 0).sum().into_scalar();
-    f64::from(total).sqrt()
+    let mut total = 0f64;
+    let mut elsewhere = Vec::new();
+    for grad in grads.values() {
+        match flex::sum_of_squares(grad) {
+            Some(sum) => total += sum,
+            None => elsewhere.push(grad.clone().powf_scalar(2.0).sum()),
+        }
+    }
+    if !elsewhere.is_empty() {
+        let sum: f32 = Tensor::cat(elsewhere, 0).sum().into_scalar();
+        total += f64::from(sum);
+    }
+    total.sqrt()
 }
 
 /// Factor that brings `norm` down to `max_norm` (1 when already within it or clipping is off).
@@ -251,6 +259,19 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn gradient_norm_in_one_pass_equals_the_composed_sum() {
+        let device = Device::flex();
+        // Longer than one task's chunk and not a multiple of the lanes.
+        let grad = Tensor::<1>::random([40_003], burn::tensor::Distribution::Default, &device);
+        let one_pass = flex::sum_of_squares(&grad).expect("flex gradients take one pass");
+        let composed: f32 = grad.powf_scalar(2.0).sum().into_scalar();
+        assert!(
+            (one_pass - f64::from(composed)).abs() < 1e-5 * one_pass,
+            "{one_pass} vs {composed}"
+        );
     }
 
     #[test]

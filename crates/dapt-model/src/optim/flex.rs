@@ -1,6 +1,7 @@
 //! AdamW on flex in one pass: each element of value, gradient and both moments is read
 //! once and written once, instead of a dozen element-wise tensor operations (each a pass
-//! over the parameter, most with a fresh buffer).
+//! over the parameter, most with a fresh buffer). The gradient norm likewise reads each
+//! gradient once.
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
@@ -52,6 +53,36 @@ pub(super) fn apply(update: &Update, operands: Operands) -> Result<[Tensor<1>; 3
             }
         });
     Ok([value, first, second].map(Tensor::from_primitive::<Flex>))
+}
+
+/// `Σ g²` of an f32 flex gradient in f64, chunk sums added in order (deterministic);
+/// `None` for another backend or dtype.
+pub(super) fn sum_of_squares(grad: &Tensor<1>) -> Option<f64> {
+    let grad = grad.clone().try_into_primitive::<Flex>().ok()?;
+    if !is_f32(&grad) {
+        return None;
+    }
+    let grad = compact(grad);
+    let chunk_sums: Vec<f64> = grad
+        .storage::<f32>()
+        .par_chunks(CHUNK)
+        .map(|chunk| {
+            let mut lanes = [0f64; 8];
+            let pieces = chunk.chunks_exact(lanes.len());
+            let tail: f64 = pieces
+                .remainder()
+                .iter()
+                .map(|&g| f64::from(g).powi(2))
+                .sum();
+            for piece in pieces {
+                for (lane, &g) in lanes.iter_mut().zip(piece) {
+                    *lane += f64::from(g) * f64::from(g);
+                }
+            }
+            lanes.iter().sum::<f64>() + tail
+        })
+        .collect();
+    Some(chunk_sums.iter().sum())
 }
 
 type Primitives = (
