@@ -135,7 +135,7 @@ fn register_product_grads(
         grads.register::<Flex>(id, flex::input_grad(&dy, &weight));
     }
     if let Some(id) = weight_node {
-        grads.register::<Flex>(id, flex::weight_grad(&x, &dy));
+        grads.register::<Flex>(id, flex::weight_grad(&x, &dy, &weight));
     }
 }
 

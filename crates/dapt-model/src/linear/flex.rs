@@ -43,9 +43,17 @@ pub(super) fn input_grad(dy: &FlexTensor, weight: &FlexTensor) -> FlexTensor {
     product(&View::of(dy), &View::of(weight).transposed())
 }
 
-/// `xᵀ dy`, `[d_in, d_out]`.
-pub(super) fn weight_grad(x: &FlexTensor, dy: &FlexTensor) -> FlexTensor {
-    product(&View::of(x).transposed(), &View::of(dy))
+/// `xᵀ dy`, `[d_in, d_out]`, laid out as `weight` is: for a transposed view (the tied
+/// head's `Eᵀ`) it is computed as `(dyᵀ x)ᵀ`, so that once transposed back it adds to the
+/// embedding's own gradient as a contiguous tensor instead of a strided one.
+pub(super) fn weight_grad(x: &FlexTensor, dy: &FlexTensor, weight: &FlexTensor) -> FlexTensor {
+    let (x, dy) = (View::of(x), View::of(dy));
+    let weight = View::of(weight);
+    if weight.row_stride == 1 && weight.col_stride != 1 {
+        product(&dy.transposed(), &x).transpose(0, 1)
+    } else {
+        product(&x.transposed(), &dy)
+    }
 }
 
 /// Column sums of `dy`, `[d_out]`.
