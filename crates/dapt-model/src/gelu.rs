@@ -16,7 +16,7 @@ use burn::prelude::*;
 use rayon::prelude::*;
 
 use crate::flexbuf::{compact, is_f32};
-use crate::vmath::{erf, exp_nonpositive};
+use crate::vmath::{erf, exp_nonpositive, vectorized};
 
 /// Elements per rayon task.
 const CHUNK: usize = 16 * 1024;
@@ -68,9 +68,14 @@ fn forward(x: &FlexTensor) -> FlexTensor {
     out.par_chunks_mut(CHUNK)
         .zip(input.par_chunks(CHUNK))
         .for_each(|(out, input)| {
-            for (y, &x) in out.iter_mut().zip(input) {
-                *y = x * cdf(x);
-            }
+            vectorized(
+                #[inline(always)]
+                || {
+                    for (y, &x) in out.iter_mut().zip(input) {
+                        *y = x * cdf(x);
+                    }
+                },
+            )
         });
     FlexTensor::from_data(TensorData::new(out, x.layout().shape().clone()))
 }
@@ -84,9 +89,14 @@ fn backward(x: &FlexTensor, dy: FlexTensor) -> FlexTensor {
         .par_chunks_mut(CHUNK)
         .zip(x.storage::<f32>().par_chunks(CHUNK))
         .for_each(|(grad, input)| {
-            for (g, &x) in grad.iter_mut().zip(input) {
-                *g *= cdf(x) + x * INV_SQRT_2PI * exp_nonpositive(-0.5 * x * x);
-            }
+            vectorized(
+                #[inline(always)]
+                || {
+                    for (g, &x) in grad.iter_mut().zip(input) {
+                        *g *= cdf(x) + x * INV_SQRT_2PI * exp_nonpositive(-0.5 * x * x);
+                    }
+                },
+            )
         });
     dx
 }

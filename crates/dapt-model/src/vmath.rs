@@ -1,7 +1,19 @@
-//! Branch-free f32 `exp` and `erf` for the fused kernels' inner loops.
+//! Vector code for the fused kernels: [`vectorized`] to compile their loops for the CPU's
+//! widest instructions, and branch-free f32 `exp` and `erf` that vectorise.
 //!
 //! libm's `expf` and `erff` are calls with branches, so loops over them stay scalar; these
 //! are straight-line polynomials the compiler vectorises (16 lanes with AVX-512).
+
+/// Runs `body` compiled for the widest vector instructions the CPU has, picked at run time
+/// (AVX-512 or AVX2 on x86-64, as gemm does): the kernels' loops are plain scalar code the
+/// compiler vectorises, and a default x86-64 build targets SSE2's 4 lanes. The result does
+/// not depend on the pick: Rust neither fuses multiply-adds nor reorders float operations,
+/// so every lane width computes the same values. Helpers called from `body` must be
+/// `#[inline(always)]` to be compiled with it.
+#[inline(always)]
+pub(crate) fn vectorized<R>(body: impl FnOnce() -> R) -> R {
+    pulp::Arch::new().dispatch(body)
+}
 
 /// `exp(x)` for `x <= 0`, within 2 ulp; 0 below -87.3 (where f32 leaves the normal range).
 /// Cephes' `expf`: `x = n ln 2 + r`, `|r| <= ln 2 / 2`, a degree-6 polynomial for `e^r`,
@@ -65,6 +77,24 @@ mod tests {
         assert!(worst < 3e-7, "worst relative error {worst}");
         assert_eq!(exp_nonpositive(-1000.0), 0.0);
         assert_eq!(exp_nonpositive(0.0), 1.0);
+    }
+
+    #[test]
+    fn vectorized_code_computes_the_same_values() {
+        let inputs: Vec<f32> = (0..10_000).map(|i| (i as f32 - 5_000.0) * 1e-3).collect();
+        #[inline(always)]
+        fn kernel(x: &[f32]) -> Vec<f32> {
+            x.iter()
+                .map(|&v| exp_nonpositive(-v.abs()) * erf(v) + v * v)
+                .collect()
+        }
+        let plain = kernel(&inputs);
+        let wide = vectorized(
+            #[inline(always)]
+            || kernel(&inputs),
+        );
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&plain), bits(&wide));
     }
 
     #[test]

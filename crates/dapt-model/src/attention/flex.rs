@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use crate::flexbuf::compact;
 use crate::gemm::{Parallelism, View, gemm_into};
-use crate::vmath::exp_nonpositive;
+use crate::vmath::{exp_nonpositive, vectorized};
 
 /// Where one (batch, head) pair's rows lie in the `[B, T, 3d]` projections and the
 /// `[B, T, d]` context: both row-major, so a head is a column block.
@@ -116,10 +116,13 @@ pub(super) fn forward(qkv: &FlexTensor, heads: usize) -> (FlexTensor, Vec<f32>) 
                     &key.transposed(),
                     Parallelism::None,
                 );
-                probs
-                    .chunks_exact_mut(t)
-                    .enumerate()
-                    .for_each(|(row, scores)| causal_softmax(scores, row));
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        let rows = probs.chunks_exact_mut(t).enumerate();
+                        rows.for_each(|(row, scores)| causal_softmax(scores, row));
+                    },
+                );
                 let probs = View::rows(probs.as_ptr(), t, t, t);
                 let dst = out.at(geometry.context_offset(pair));
                 gemm_into(dst, d_model, false, 1.0, &probs, &value, Parallelism::None);
@@ -186,11 +189,14 @@ pub(super) fn backward(
                     &value.transposed(),
                     Parallelism::None,
                 );
-                d_scores
-                    .chunks_exact_mut(t)
-                    .zip(probs.chunks_exact(t))
-                    .enumerate()
-                    .for_each(|(row, (d_row, p_row))| softmax_backward(d_row, p_row, row));
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        let rows = d_scores.chunks_exact_mut(t).zip(probs.chunks_exact(t));
+                        let rows = rows.enumerate();
+                        rows.for_each(|(row, (d_row, p_row))| softmax_backward(d_row, p_row, row));
+                    },
+                );
                 let d_scores = View::rows(d_scores.as_ptr(), t, t, t);
                 gemm_into(
                     dst(0),
@@ -216,6 +222,7 @@ pub(super) fn backward(
 }
 
 /// Softmax of row `row`'s scores over keys `0..=row`, zero beyond: the causal mask.
+#[inline(always)]
 fn causal_softmax(scores: &mut [f32], row: usize) {
     let (visible, masked) = scores.split_at_mut(row + 1);
     let max = visible.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
@@ -230,6 +237,7 @@ fn causal_softmax(scores: &mut [f32], row: usize) {
 }
 
 /// `dP -> P ∘ (dP − Σ P ∘ dP)` over the visible keys of row `row`; masked ones get 0.
+#[inline(always)]
 fn softmax_backward(d_probs: &mut [f32], probs: &[f32], row: usize) {
     let visible = row + 1;
     let dot: f32 = d_probs[..visible]

@@ -5,6 +5,7 @@ use burn::prelude::*;
 use rayon::prelude::*;
 
 use crate::flexbuf::{compact, last_dim};
+use crate::vmath::vectorized;
 
 /// Rows per rayon task; also the granularity of the partial sums of `dγ` and `dβ`.
 const ROWS_PER_TASK: usize = 32;
@@ -39,15 +40,21 @@ pub(super) fn forward(
         .zip(stats.mean.par_chunks_mut(ROWS_PER_TASK))
         .zip(stats.inv_std.par_chunks_mut(ROWS_PER_TASK))
         .for_each(|(((out, input), mean), inv_std)| {
-            let rows = out.chunks_exact_mut(width).zip(input.chunks_exact(width));
-            for ((y, x), (mean, inv_std)) in rows.zip(mean.iter_mut().zip(inv_std)) {
-                *mean = x.iter().sum::<f32>() / width as f32;
-                let var = x.iter().map(|v| (v - *mean) * (v - *mean)).sum::<f32>() / width as f32;
-                *inv_std = 1.0 / (var + epsilon as f32).sqrt();
-                for (((y, &x), &g), &b) in y.iter_mut().zip(x).zip(gamma).zip(beta) {
-                    *y = (x - *mean) * *inv_std * g + b;
-                }
-            }
+            vectorized(
+                #[inline(always)]
+                || {
+                    let rows = out.chunks_exact_mut(width).zip(input.chunks_exact(width));
+                    for ((y, x), (mean, inv_std)) in rows.zip(mean.iter_mut().zip(inv_std)) {
+                        *mean = x.iter().sum::<f32>() / width as f32;
+                        let var =
+                            x.iter().map(|v| (v - *mean) * (v - *mean)).sum::<f32>() / width as f32;
+                        *inv_std = 1.0 / (var + epsilon as f32).sqrt();
+                        for (((y, &x), &g), &b) in y.iter_mut().zip(x).zip(gamma).zip(beta) {
+                            *y = (x - *mean) * *inv_std * g + b;
+                        }
+                    }
+                },
+            )
         });
     let y = FlexTensor::from_data(TensorData::new(out, x.layout().shape().clone()));
     (y, stats)
@@ -73,27 +80,32 @@ pub(super) fn backward(
         .zip(stats.mean.par_chunks(ROWS_PER_TASK))
         .zip(stats.inv_std.par_chunks(ROWS_PER_TASK))
         .map(|(((grad, input), mean), inv_std)| {
-            let (mut d_gamma, mut d_beta) = (vec![0f32; width], vec![0f32; width]);
-            let rows = grad.chunks_exact_mut(width).zip(input.chunks_exact(width));
-            for ((g, x), (&mean, &inv_std)) in rows.zip(mean.iter().zip(inv_std)) {
-                let (mut sum_dxhat, mut sum_dxhat_xhat) = (0f32, 0f32);
-                for i in 0..width {
-                    let x_hat = (x[i] - mean) * inv_std;
-                    d_gamma[i] += g[i] * x_hat;
-                    d_beta[i] += g[i];
-                    let d_xhat = g[i] * gamma[i];
-                    sum_dxhat += d_xhat;
-                    sum_dxhat_xhat += d_xhat * x_hat;
-                }
-                let (mean_dxhat, mean_dxhat_xhat) =
-                    (sum_dxhat / width as f32, sum_dxhat_xhat / width as f32);
-                for i in 0..width {
-                    let x_hat = (x[i] - mean) * inv_std;
-                    let d_xhat = g[i] * gamma[i];
-                    g[i] = inv_std * (d_xhat - mean_dxhat - x_hat * mean_dxhat_xhat);
-                }
-            }
-            (d_gamma, d_beta)
+            vectorized(
+                #[inline(always)]
+                || {
+                    let (mut d_gamma, mut d_beta) = (vec![0f32; width], vec![0f32; width]);
+                    let rows = grad.chunks_exact_mut(width).zip(input.chunks_exact(width));
+                    for ((g, x), (&mean, &inv_std)) in rows.zip(mean.iter().zip(inv_std)) {
+                        let (mut sum_dxhat, mut sum_dxhat_xhat) = (0f32, 0f32);
+                        for i in 0..width {
+                            let x_hat = (x[i] - mean) * inv_std;
+                            d_gamma[i] += g[i] * x_hat;
+                            d_beta[i] += g[i];
+                            let d_xhat = g[i] * gamma[i];
+                            sum_dxhat += d_xhat;
+                            sum_dxhat_xhat += d_xhat * x_hat;
+                        }
+                        let (mean_dxhat, mean_dxhat_xhat) =
+                            (sum_dxhat / width as f32, sum_dxhat_xhat / width as f32);
+                        for i in 0..width {
+                            let x_hat = (x[i] - mean) * inv_std;
+                            let d_xhat = g[i] * gamma[i];
+                            g[i] = inv_std * (d_xhat - mean_dxhat - x_hat * mean_dxhat_xhat);
+                        }
+                    }
+                    (d_gamma, d_beta)
+                },
+            )
         })
         .collect();
     let (mut d_gamma, mut d_beta) = (vec![0f32; width], vec![0f32; width]);

@@ -13,7 +13,7 @@ use burn::prelude::*;
 use rayon::prelude::*;
 
 use crate::flexbuf::{compact, is_f32, last_dim};
-use crate::vmath::exp_nonpositive;
+use crate::vmath::{exp_nonpositive, vectorized};
 
 /// Rows per rayon task: enough work per task to amortise scheduling.
 const ROWS_PER_TASK: usize = 16;
@@ -46,12 +46,19 @@ pub(super) fn forward(logits: &FlexTensor, targets: &FlexTensor) -> Option<(Flex
         .zip(logsumexp.par_chunks_mut(ROWS_PER_TASK))
         .zip(targets.par_chunks(ROWS_PER_TASK))
         .for_each(|(((rows, nll), logsumexp), targets)| {
-            let rows = rows.chunks_exact(vocab).zip(targets);
-            for ((row, &target), (nll, logsumexp)) in rows.zip(nll.iter_mut().zip(logsumexp)) {
-                let max = row_max(row);
-                *logsumexp = max + sum_exp_shifted(row, max).ln();
-                *nll = *logsumexp - row[target];
-            }
+            vectorized(
+                #[inline(always)]
+                || {
+                    let rows = rows.chunks_exact(vocab).zip(targets);
+                    for ((row, &target), (nll, logsumexp)) in
+                        rows.zip(nll.iter_mut().zip(logsumexp))
+                    {
+                        let max = row_max(row);
+                        *logsumexp = max + sum_exp_shifted(row, max).ln();
+                        *nll = *logsumexp - row[target];
+                    }
+                },
+            )
         });
     let rows = targets.len();
     let nll = FlexTensor::from_data(TensorData::new(nll, [rows, 1]));
@@ -81,12 +88,17 @@ pub(super) fn backward(saved: Saved, grad: &FlexTensor) -> FlexTensor {
         .zip(logsumexp.par_chunks(ROWS_PER_TASK))
         .zip(targets.par_chunks(ROWS_PER_TASK))
         .for_each(|(((rows, grad), logsumexp), targets)| {
-            let rows = rows.chunks_exact_mut(vocab).zip(targets);
-            for ((row, &target), (&g, &lse)) in rows.zip(grad.iter().zip(logsumexp)) {
-                row.iter_mut()
-                    .for_each(|x| *x = exp_nonpositive((*x - lse).min(0.0)) * g);
-                row[target] -= g;
-            }
+            vectorized(
+                #[inline(always)]
+                || {
+                    let rows = rows.chunks_exact_mut(vocab).zip(targets);
+                    for ((row, &target), (&g, &lse)) in rows.zip(grad.iter().zip(logsumexp)) {
+                        row.iter_mut()
+                            .for_each(|x| *x = exp_nonpositive((*x - lse).min(0.0)) * g);
+                        row[target] -= g;
+                    }
+                },
+            )
         });
     out
 }
@@ -105,6 +117,7 @@ fn row_offsets(targets: &FlexTensor, vocab: usize) -> Option<Vec<usize>> {
         .collect()
 }
 
+#[inline(always)]
 fn row_max(x: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; LANES];
     let chunks = x.chunks_exact(LANES);
@@ -121,6 +134,7 @@ fn row_max(x: &[f32]) -> f32 {
 }
 
 /// The sum of `exp(x - max)` over the row.
+#[inline(always)]
 fn sum_exp_shifted(row: &[f32], max: f32) -> f32 {
     let mut lanes = [0f32; LANES];
     let chunks = row.chunks_exact(LANES);

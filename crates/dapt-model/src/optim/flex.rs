@@ -10,6 +10,7 @@ use rayon::prelude::*;
 
 use super::Update;
 use crate::flexbuf::{compact, is_f32};
+use crate::vmath::vectorized;
 
 /// Elements per rayon task.
 const CHUNK: usize = 16 * 1024;
@@ -43,14 +44,19 @@ pub(super) fn apply(update: &Update, operands: Operands) -> Result<[Tensor<1>; 3
         .zip(first.storage_mut::<f32>().par_chunks_mut(CHUNK))
         .zip(second.storage_mut::<f32>().par_chunks_mut(CHUNK))
         .for_each(|(((value, grad), first), second)| {
-            let elements = value.iter_mut().zip(grad).zip(first).zip(second);
-            for (((p, &g), m), v) in elements {
-                let g = g * grad_scale;
-                *m = *m * beta1 + g * (1.0 - beta1);
-                *v = *v * beta2 + g * g * (1.0 - beta2);
-                let denominator = (*v * inv_bias2).sqrt() + eps;
-                *p = *p * decay - (*m * inv_bias1) / denominator * lr;
-            }
+            vectorized(
+                #[inline(always)]
+                || {
+                    let elements = value.iter_mut().zip(grad).zip(first).zip(second);
+                    for (((p, &g), m), v) in elements {
+                        let g = g * grad_scale;
+                        *m = *m * beta1 + g * (1.0 - beta1);
+                        *v = *v * beta2 + g * g * (1.0 - beta2);
+                        let denominator = (*v * inv_bias2).sqrt() + eps;
+                        *p = *p * decay - (*m * inv_bias1) / denominator * lr;
+                    }
+                },
+            )
         });
     Ok([value, first, second].map(Tensor::from_primitive::<Flex>))
 }
@@ -67,19 +73,24 @@ pub(super) fn sum_of_squares(grad: &Tensor<1>) -> Option<f64> {
         .storage::<f32>()
         .par_chunks(CHUNK)
         .map(|chunk| {
-            let mut lanes = [0f64; 8];
-            let pieces = chunk.chunks_exact(lanes.len());
-            let tail: f64 = pieces
-                .remainder()
-                .iter()
-                .map(|&g| f64::from(g).powi(2))
-                .sum();
-            for piece in pieces {
-                for (lane, &g) in lanes.iter_mut().zip(piece) {
-                    *lane += f64::from(g) * f64::from(g);
-                }
-            }
-            lanes.iter().sum::<f64>() + tail
+            vectorized(
+                #[inline(always)]
+                || {
+                    let mut lanes = [0f64; 8];
+                    let pieces = chunk.chunks_exact(lanes.len());
+                    let tail: f64 = pieces
+                        .remainder()
+                        .iter()
+                        .map(|&g| f64::from(g).powi(2))
+                        .sum();
+                    for piece in pieces {
+                        for (lane, &g) in lanes.iter_mut().zip(piece) {
+                            *lane += f64::from(g) * f64::from(g);
+                        }
+                    }
+                    lanes.iter().sum::<f64>() + tail
+                },
+            )
         })
         .collect();
     Some(chunk_sums.iter().sum())
