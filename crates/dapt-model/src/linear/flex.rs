@@ -6,6 +6,7 @@ use burn::prelude::*;
 
 use crate::flexbuf::{compact, last_dim};
 use crate::gemm::{View, gemm_into, parallelism_for};
+use crate::vmath::vectorized;
 
 /// `x W + b` (or `x W`), `[rows, d_out]`.
 pub(super) fn forward(
@@ -61,9 +62,14 @@ pub(super) fn bias_grad(dy: &FlexTensor) -> FlexTensor {
     let dy = compact(dy.clone());
     let cols = last_dim(&dy);
     let mut sums = vec![0f32; cols];
-    for row in dy.storage::<f32>().chunks_exact(cols) {
-        sums.iter_mut().zip(row).for_each(|(sum, v)| *sum += v);
-    }
+    vectorized(
+        #[inline(always)]
+        || {
+            for row in dy.storage::<f32>().chunks_exact(cols) {
+                sums.iter_mut().zip(row).for_each(|(sum, v)| *sum += v);
+            }
+        },
+    );
     FlexTensor::from_data(TensorData::new(sums, [cols]))
 }
 
