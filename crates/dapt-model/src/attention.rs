@@ -55,16 +55,14 @@ fn fused(qkv: &Tensor<3>, heads: usize) -> Option<Tensor<3>> {
         if !is_f32(qkv.primitive()) {
             return None;
         }
+        let (context, probs) = flex::forward(qkv.primitive(), heads);
         let context = match AttentionNode
             .prepare::<NoCheckpointing>([qkv.node()])
             .compute_bound()
             .stateful()
         {
-            OpsKind::Tracked(prep) => {
-                let (context, probs) = flex::forward(qkv.primitive(), heads);
-                prep.finish((qkv.into_primitive(), probs, heads), context)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(flex::forward(qkv.primitive(), heads).0),
+            OpsKind::Tracked(prep) => prep.finish((qkv.into_primitive(), probs, heads), context),
+            OpsKind::UnTracked(prep) => prep.finish(context),
         };
         return Some(Tensor::from_primitive::<Autodiff<Flex>>(context));
     }
@@ -90,39 +88,22 @@ impl Backward<Flex, 1> for AttentionNode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::assert_same_values_and_gradients;
     use burn::tensor::{Distribution, Tolerance};
 
     #[test]
     fn values_and_gradients_equal_burns_attention() {
         let device = Device::flex().autodiff();
         let (batch, seq_len, heads, head_dim) = (2, 11, 3, 5);
-        let width = 3 * heads * head_dim;
-        let qkv = Tensor::<3>::random(
-            [batch, seq_len, width],
-            Distribution::Normal(0.0, 2.0),
-            &device,
+        let shape = [batch, seq_len, 3 * heads * head_dim];
+        let qkv = Tensor::<3>::random(shape, Distribution::Normal(0.0, 2.0), &device);
+        assert!(fused(&qkv, heads).is_some());
+        assert_same_values_and_gradients(
+            qkv,
+            |qkv| causal_self_attention(qkv, heads),
+            |qkv| composed(qkv, heads),
+            Tolerance::absolute(1e-5),
         );
-        let (fused_input, reference_input) = (qkv.clone().require_grad(), qkv.require_grad());
-        assert!(fused(&fused_input, heads).is_some());
-        let upstream = Tensor::<3>::random(
-            [batch, seq_len, heads * head_dim],
-            Distribution::Normal(0.0, 1.0),
-            &device,
-        );
-        let context = causal_self_attention(fused_input.clone(), heads);
-        let reference = composed(reference_input.clone(), heads);
-        context
-            .clone()
-            .into_data()
-            .assert_approx_eq::<f32>(&reference.clone().into_data(), Tolerance::absolute(1e-5));
-        let grad = fused_input
-            .grad(&(context * upstream.clone()).sum().backward())
-            .unwrap();
-        let reference_grad = reference_input
-            .grad(&(reference * upstream).sum().backward())
-            .unwrap();
-        grad.into_data()
-            .assert_approx_eq::<f32>(&reference_grad.into_data(), Tolerance::absolute(1e-5));
     }
 
     #[test]

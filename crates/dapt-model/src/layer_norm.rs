@@ -44,21 +44,16 @@ fn fused<const D: usize>(
         if ![&x, &gamma, &beta].iter().all(|t| is_f32(t.primitive())) {
             return None;
         }
+        let (y, stats) = flex::forward(x.primitive(), gamma.primitive(), beta.primitive(), epsilon);
         let y = match LayerNormNode
             .prepare::<NoCheckpointing>([x.node(), gamma.node(), beta.node()])
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (y, stats) =
-                    flex::forward(x.primitive(), gamma.primitive(), beta.primitive(), epsilon);
                 prep.finish((x.into_primitive(), gamma.into_primitive(), stats), y)
             }
-            OpsKind::UnTracked(prep) => {
-                let (y, _) =
-                    flex::forward(x.primitive(), gamma.primitive(), beta.primitive(), epsilon);
-                prep.finish(y)
-            }
+            OpsKind::UnTracked(prep) => prep.finish(y),
         };
         return Some(Tensor::from_primitive::<Autodiff<Flex>>(y));
     }

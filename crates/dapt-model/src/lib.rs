@@ -35,6 +35,8 @@ mod optim;
 mod params;
 mod rng;
 mod scaling;
+#[cfg(test)]
+mod testing;
 mod throughput;
 mod train;
 mod vmath;

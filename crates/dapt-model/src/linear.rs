@@ -46,35 +46,28 @@ fn fused(x: &Tensor<2>, weight: &Tensor<2>, bias: Option<&Tensor<1>>) -> Option<
         {
             return None;
         }
+        let y = flex::forward(
+            x.primitive(),
+            weight.primitive(),
+            bias.as_ref().map(|bias| bias.primitive()),
+        );
+        let state = (x.primitive().clone(), weight.primitive().clone());
         let y = match bias {
             Some(bias) => match LinearNode
                 .prepare::<NoCheckpointing>([x.node(), weight.node(), bias.node()])
                 .compute_bound()
                 .stateful()
             {
-                OpsKind::Tracked(prep) => {
-                    let y =
-                        flex::forward(x.primitive(), weight.primitive(), Some(bias.primitive()));
-                    prep.finish((x.into_primitive(), weight.into_primitive()), y)
-                }
-                OpsKind::UnTracked(prep) => prep.finish(flex::forward(
-                    x.primitive(),
-                    weight.primitive(),
-                    Some(bias.primitive()),
-                )),
+                OpsKind::Tracked(prep) => prep.finish(state, y),
+                OpsKind::UnTracked(prep) => prep.finish(y),
             },
             None => match MatmulNode
                 .prepare::<NoCheckpointing>([x.node(), weight.node()])
                 .compute_bound()
                 .stateful()
             {
-                OpsKind::Tracked(prep) => {
-                    let y = flex::forward(x.primitive(), weight.primitive(), None);
-                    prep.finish((x.into_primitive(), weight.into_primitive()), y)
-                }
-                OpsKind::UnTracked(prep) => {
-                    prep.finish(flex::forward(x.primitive(), weight.primitive(), None))
-                }
+                OpsKind::Tracked(prep) => prep.finish(state, y),
+                OpsKind::UnTracked(prep) => prep.finish(y),
             },
         };
         return Some(Tensor::from_primitive::<Autodiff<Flex>>(y));

@@ -52,15 +52,18 @@ impl Geometry {
         batch * self.seq_len * self.d_model + head * self.head_dim
     }
 
-    /// Query, key or value (`part` 0, 1, 2) rows of a pair in a `[B, T, 3d]` buffer.
-    fn part(&self, qkv: &[f32], pair: usize, part: usize) -> View {
-        let offset = self.qkv_offset(pair) + part * self.d_model;
-        View::rows(
-            qkv[offset..].as_ptr(),
-            self.seq_len,
-            self.head_dim,
-            3 * self.d_model,
-        )
+    /// Query, key and value rows of a pair in a `[B, T, 3d]` buffer.
+    fn parts(&self, qkv: &[f32], pair: usize) -> [View; 3] {
+        [0, 1, 2].map(|part| {
+            let offset = self.qkv_offset(pair) + part * self.d_model;
+            let rows = qkv[offset..].as_ptr();
+            View::rows(rows, self.seq_len, self.head_dim, 3 * self.d_model)
+        })
+    }
+
+    /// The softmax temperature `1 / sqrt(head_dim)`.
+    fn scale(&self) -> f32 {
+        1.0 / (self.head_dim as f32).sqrt()
     }
 }
 
@@ -84,13 +87,7 @@ impl SharedOut {
 pub(super) fn forward(qkv: &FlexTensor, heads: usize) -> (FlexTensor, Vec<f32>) {
     let qkv = compact(qkv.clone());
     let (geometry, batch) = Geometry::of(&qkv, heads);
-    let Geometry {
-        seq_len: t,
-        head_dim,
-        d_model,
-        ..
-    } = geometry;
-    let scale = 1.0 / (head_dim as f32).sqrt();
+    let (t, d_model, scale) = (geometry.seq_len, geometry.d_model, geometry.scale());
     let base: &[f32] = qkv.storage();
     let mut probs = vec![0f32; batch * heads * t * t];
     let mut context = vec![0f32; batch * t * d_model];
@@ -99,11 +96,7 @@ pub(super) fn forward(qkv: &FlexTensor, heads: usize) -> (FlexTensor, Vec<f32>) 
         .par_chunks_mut(t * t)
         .enumerate()
         .for_each(|(pair, probs)| {
-            let (query, key, value) = (
-                geometry.part(base, pair, 0),
-                geometry.part(base, pair, 1),
-                geometry.part(base, pair, 2),
-            );
+            let [query, key, value] = geometry.parts(base, pair);
             // SAFETY: `probs` is this pair's t x t block; `out` at the pair's offset has
             // t rows of head_dim columns, d_model apart, written by this task only.
             unsafe {
@@ -148,7 +141,7 @@ pub(super) fn backward(
         d_model,
         ..
     } = geometry;
-    let scale = 1.0 / (head_dim as f32).sqrt();
+    let scale = geometry.scale();
     let base: &[f32] = qkv.storage();
     let d_base: &[f32] = d_context.storage();
     let mut grad = vec![0f32; batch * t * 3 * d_model];
@@ -157,11 +150,7 @@ pub(super) fn backward(
         .par_chunks(t * t)
         .enumerate()
         .for_each(|(pair, probs)| {
-            let (query, key, value) = (
-                geometry.part(base, pair, 0),
-                geometry.part(base, pair, 1),
-                geometry.part(base, pair, 2),
-            );
+            let [query, key, value] = geometry.parts(base, pair);
             // SAFETY: `d_out` is the pair's block of the [B, T, d] gradient; the three
             // destinations are the pair's q, k, v column blocks of `grad`, written by this
             // task only; `d_scores` is the task's own t x t buffer.
