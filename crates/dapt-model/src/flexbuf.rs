@@ -1,7 +1,7 @@
 //! f32 buffers of flex tensors, shared by the fused kernels.
 
 use burn::backend::flex::FlexTensor;
-use burn::tensor::DType;
+use burn::tensor::{DType, Shape, TensorData};
 
 pub(crate) fn is_f32(tensor: &FlexTensor) -> bool {
     tensor.dtype() == DType::F32
@@ -23,4 +23,9 @@ pub(crate) fn compact(tensor: FlexTensor) -> FlexTensor {
 pub(crate) fn last_dim(tensor: &FlexTensor) -> usize {
     let dims = tensor.layout().shape().to_vec();
     dims[dims.len() - 1]
+}
+
+/// An f32 tensor of `shape` owning `values` (no copy).
+pub(crate) fn f32_tensor(values: Vec<f32>, shape: impl Into<Shape>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
 }

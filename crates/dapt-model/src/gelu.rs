@@ -15,7 +15,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use crate::flexbuf::{compact, is_f32};
+use crate::flexbuf::{compact, f32_tensor, is_f32};
 use crate::vmath::{erf, exp_nonpositive, vectorized};
 
 /// Elements per rayon task.
@@ -75,7 +75,7 @@ fn forward(x: &FlexTensor) -> FlexTensor {
                 },
             )
         });
-    FlexTensor::from_data(TensorData::new(out, x.layout().shape().clone()))
+    f32_tensor(out, x.layout().shape().clone())
 }
 
 /// `dy · (Φ(x) + x φ(x))`, in `dy`'s buffer.

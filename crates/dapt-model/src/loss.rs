@@ -46,15 +46,13 @@ pub fn sum_nll(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {
 
 /// `[N, V]` logits and `[N, 1]` targets -> `[N, 1]` NLL.
 fn nll_rows(logits: Tensor<2>, targets: Tensor<2, Int>) -> Tensor<2> {
-    let logits = match fused_on::<Flex>(logits, &targets) {
-        Ok(nll) => return nll,
-        Err(logits) => *logits,
-    };
+    if let Some(nll) = fused_on::<Flex>(&logits, &targets) {
+        return nll;
+    }
     #[cfg(feature = "tch")]
-    let logits = match fused_on::<burn::backend::LibTorch>(logits, &targets) {
-        Ok(nll) => return nll,
-        Err(logits) => *logits,
-    };
+    if let Some(nll) = fused_on::<burn::backend::LibTorch>(&logits, &targets) {
+        return nll;
+    }
     log_softmax(logits, 1).gather(1, targets).neg()
 }
 
@@ -151,40 +149,30 @@ mod composed {
 }
 
 /// The fused loss when `logits` live on backend `B` (tracked by autodiff or not) and its
-/// kernel takes them; the logits back otherwise.
-fn fused_on<B: FusedCrossEntropy>(
-    logits: Tensor<2>,
-    targets: &Tensor<2, Int>,
-) -> Result<Tensor<2>, Box<Tensor<2>>>
+/// kernel takes them. The forward kernels only read the logits; flex's backward writes
+/// into the buffer it kept, which is unshared by then (the caller's handles are gone).
+fn fused_on<B: FusedCrossEntropy>(logits: &Tensor<2>, targets: &Tensor<2, Int>) -> Option<Tensor<2>>
 where
     DispatchTensor: DispatchKindConversion<B> + DispatchKindConversion<Autodiff<B>>,
 {
     // Integer tensors are not tracked: they may carry the autodiff context or not.
-    let Ok(targets) = targets
+    let targets = targets
         .clone()
         .try_into_primitive::<Autodiff<B>>()
         .or_else(|_| targets.clone().try_into_primitive::<B>())
-    else {
-        return Err(Box::new(logits));
-    };
+        .ok()?;
     if let Ok(tracked) = logits.clone().try_into_primitive::<Autodiff<B>>() {
-        let Some((nll, saved)) = B::forward(tracked.primitive(), &targets) else {
-            return Err(Box::new(logits));
-        };
+        let (nll, saved) = B::forward(tracked.primitive(), &targets)?;
         let node = FusedNll.prepare::<NoCheckpointing>([tracked.node()]);
         let nll = match node.compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish(saved, nll),
             OpsKind::UnTracked(prep) => prep.finish(nll),
         };
-        return Ok(Tensor::from_primitive::<Autodiff<B>>(nll));
+        return Some(Tensor::from_primitive::<Autodiff<B>>(nll));
     }
-    let Ok(plain) = logits.clone().try_into_primitive::<B>() else {
-        return Err(Box::new(logits));
-    };
-    match B::forward(&plain, &targets) {
-        Some((nll, _)) => Ok(Tensor::from_primitive::<B>(nll)),
-        None => Err(Box::new(logits)),
-    }
+    let plain = logits.clone().try_into_primitive::<B>().ok()?;
+    let (nll, _) = B::forward(&plain, &targets)?;
+    Some(Tensor::from_primitive::<B>(nll))
 }
 
 #[derive(Debug)]
@@ -244,7 +232,7 @@ mod tests {
         let (logits, targets) = logits_and_targets(&device);
         let (fused_input, composed_input) = (logits.clone().require_grad(), logits.require_grad());
         let rows = fused_input.clone().reshape([15, 37]);
-        assert!(fused_on::<Flex>(rows, &targets.clone().reshape([15, 1])).is_ok());
+        assert!(fused_on::<Flex>(&rows, &targets.clone().reshape([15, 1])).is_some());
 
         let fused = mean_nll(fused_input.clone(), targets.clone());
         let reference = composed(composed_input.clone(), targets);
@@ -265,7 +253,7 @@ mod tests {
         let device = Device::flex();
         let (logits, targets) = logits_and_targets(&device);
         let rows = logits.clone().reshape([15, 37]);
-        assert!(fused_on::<Flex>(rows, &targets.clone().reshape([15, 1])).is_ok());
+        assert!(fused_on::<Flex>(&rows, &targets.clone().reshape([15, 1])).is_some());
         let fused = per_token_nll(logits.clone(), targets.clone());
         let reference = log_softmax(logits, 2)
             .gather(2, targets.unsqueeze_dim(2))

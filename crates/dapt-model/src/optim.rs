@@ -122,7 +122,7 @@ impl AdamWState {
             };
             let first = self.first_moment.remove(path);
             let second = self.second_moment.remove(path);
-            let [value, first, second] = update.apply(value, grad, first, second);
+            let [value, first, second] = update.apply((value, grad, first, second));
             self.first_moment.insert(path.to_owned(), first);
             self.second_moment.insert(path.to_owned(), second);
             value
@@ -134,6 +134,9 @@ impl AdamWState {
         Ok(model)
     }
 }
+
+/// A parameter's value and gradient, and its moments (absent before the first step).
+type Operands = (Tensor<1>, Tensor<1>, Option<Tensor<1>>, Option<Tensor<1>>);
 
 /// One parameter's AdamW step: the scalars of this step, applied to value, gradient and
 /// moments (absent moments are zero).
@@ -154,29 +157,11 @@ struct Update {
 impl Update {
     /// `[value, first moment, second moment]` after the step: one pass on flex
     /// ([`flex::apply`]), composed tensor operations elsewhere.
-    fn apply(
-        &self,
-        value: Tensor<1>,
-        grad: Tensor<1>,
-        first: Option<Tensor<1>>,
-        second: Option<Tensor<1>>,
-    ) -> [Tensor<1>; 3] {
-        match flex::apply(self, (value, grad, first, second)) {
-            Ok(updated) => updated,
-            Err(operands) => {
-                let (value, grad, first, second) = *operands;
-                self.composed(value, grad, first, second)
-            }
-        }
+    fn apply(&self, operands: Operands) -> [Tensor<1>; 3] {
+        flex::apply(self, operands).unwrap_or_else(|operands| self.composed(*operands))
     }
 
-    fn composed(
-        &self,
-        value: Tensor<1>,
-        grad: Tensor<1>,
-        first: Option<Tensor<1>>,
-        second: Option<Tensor<1>>,
-    ) -> [Tensor<1>; 3] {
+    fn composed(&self, (value, grad, first, second): Operands) -> [Tensor<1>; 3] {
         let grad = if self.grad_scale == 1.0 {
             grad
         } else {
@@ -250,7 +235,7 @@ mod tests {
             let Ok(fused) = flex::apply(&update, operands) else {
                 panic!("flex tensors take the one-pass update");
             };
-            let composed = update.composed(value.clone(), grad.clone(), first, second);
+            let composed = update.composed((value.clone(), grad.clone(), first, second));
             for (fused, composed) in fused.into_iter().zip(composed) {
                 fused.into_data().assert_approx_eq::<f32>(
                     &composed.into_data(),

@@ -2,10 +2,9 @@
 //! gemm within a pair.
 
 use burn::backend::flex::FlexTensor;
-use burn::prelude::*;
 use rayon::prelude::*;
 
-use crate::flexbuf::compact;
+use crate::flexbuf::{compact, f32_tensor};
 use crate::gemm::{Parallelism, View, gemm_into};
 use crate::vmath::{exp_nonpositive, vectorized};
 
@@ -83,6 +82,26 @@ impl SharedOut {
     }
 }
 
+/// `dst = scale · lhs · rhs` on this thread (the pairs are the parallelism), `dst` rows
+/// `dst_row_stride` apart.
+///
+/// # Safety
+/// As [`gemm_into`].
+unsafe fn product_into(dst: *mut f32, dst_row_stride: usize, scale: f32, lhs: &View, rhs: &View) {
+    // SAFETY: forwarded.
+    unsafe {
+        gemm_into(
+            dst,
+            dst_row_stride,
+            false,
+            scale,
+            lhs,
+            rhs,
+            Parallelism::None,
+        )
+    }
+}
+
 /// `[B, T, d]` context and the `[B·H, T, T]` attention probabilities.
 pub(super) fn forward(qkv: &FlexTensor, heads: usize) -> (FlexTensor, Vec<f32>) {
     let qkv = compact(qkv.clone());
@@ -100,15 +119,7 @@ pub(super) fn forward(qkv: &FlexTensor, heads: usize) -> (FlexTensor, Vec<f32>) 
             // SAFETY: `probs` is this pair's t x t block; `out` at the pair's offset has
             // t rows of head_dim columns, d_model apart, written by this task only.
             unsafe {
-                gemm_into(
-                    probs.as_mut_ptr(),
-                    t,
-                    false,
-                    scale,
-                    &query,
-                    &key.transposed(),
-                    Parallelism::None,
-                );
+                product_into(probs.as_mut_ptr(), t, scale, &query, &key.transposed());
                 vectorized(
                     #[inline(always)]
                     || {
@@ -118,10 +129,10 @@ pub(super) fn forward(qkv: &FlexTensor, heads: usize) -> (FlexTensor, Vec<f32>) 
                 );
                 let probs = View::rows(probs.as_ptr(), t, t, t);
                 let dst = out.at(geometry.context_offset(pair));
-                gemm_into(dst, d_model, false, 1.0, &probs, &value, Parallelism::None);
+                product_into(dst, d_model, 1.0, &probs, &value);
             }
         });
-    let context = FlexTensor::from_data(TensorData::new(context, [batch, t, d_model]));
+    let context = f32_tensor(context, [batch, t, d_model]);
     (context, probs)
 }
 
@@ -135,13 +146,7 @@ pub(super) fn backward(
     let qkv = compact(qkv.clone());
     let d_context = compact(d_context);
     let (geometry, batch) = Geometry::of(&qkv, heads);
-    let Geometry {
-        seq_len: t,
-        head_dim,
-        d_model,
-        ..
-    } = geometry;
-    let scale = geometry.scale();
+    let (t, d_model, scale) = (geometry.seq_len, geometry.d_model, geometry.scale());
     let base: &[f32] = qkv.storage();
     let d_base: &[f32] = d_context.storage();
     let mut grad = vec![0f32; batch * t * 3 * d_model];
@@ -156,28 +161,12 @@ pub(super) fn backward(
             // task only; `d_scores` is the task's own t x t buffer.
             unsafe {
                 let d_out = d_base[geometry.context_offset(pair)..].as_ptr();
-                let d_out = View::rows(d_out, t, head_dim, d_model);
+                let d_out = View::rows(d_out, t, geometry.head_dim, d_model);
                 let probs_view = View::rows(probs.as_ptr(), t, t, t);
                 let dst = |part: usize| out.at(geometry.qkv_offset(pair) + part * d_model);
-                gemm_into(
-                    dst(2),
-                    3 * d_model,
-                    false,
-                    1.0,
-                    &probs_view.transposed(),
-                    &d_out,
-                    Parallelism::None,
-                );
+                product_into(dst(2), 3 * d_model, 1.0, &probs_view.transposed(), &d_out);
                 let mut d_scores = vec![0f32; t * t];
-                gemm_into(
-                    d_scores.as_mut_ptr(),
-                    t,
-                    false,
-                    1.0,
-                    &d_out,
-                    &value.transposed(),
-                    Parallelism::None,
-                );
+                product_into(d_scores.as_mut_ptr(), t, 1.0, &d_out, &value.transposed());
                 vectorized(
                     #[inline(always)]
                     || {
@@ -187,27 +176,11 @@ pub(super) fn backward(
                     },
                 );
                 let d_scores = View::rows(d_scores.as_ptr(), t, t, t);
-                gemm_into(
-                    dst(0),
-                    3 * d_model,
-                    false,
-                    scale,
-                    &d_scores,
-                    &key,
-                    Parallelism::None,
-                );
-                gemm_into(
-                    dst(1),
-                    3 * d_model,
-                    false,
-                    scale,
-                    &d_scores.transposed(),
-                    &query,
-                    Parallelism::None,
-                );
+                product_into(dst(0), 3 * d_model, scale, &d_scores, &key);
+                product_into(dst(1), 3 * d_model, scale, &d_scores.transposed(), &query);
             }
         });
-    FlexTensor::from_data(TensorData::new(grad, [batch, t, 3 * d_model]))
+    f32_tensor(grad, [batch, t, 3 * d_model])
 }
 
 /// Softmax of row `row`'s scores over keys `0..=row`, zero beyond: the causal mask.

@@ -1,10 +1,9 @@
 //! The fused layer norm's f32 kernels on flex: rows in fixed chunks across rayon tasks.
 
 use burn::backend::flex::FlexTensor;
-use burn::prelude::*;
 use rayon::prelude::*;
 
-use crate::flexbuf::{compact, last_dim};
+use crate::flexbuf::{compact, f32_tensor, last_dim};
 use crate::vmath::vectorized;
 
 /// Rows per rayon task; also the granularity of the partial sums of `dγ` and `dβ`.
@@ -56,7 +55,7 @@ pub(super) fn forward(
                 },
             )
         });
-    let y = FlexTensor::from_data(TensorData::new(out, x.layout().shape().clone()));
+    let y = f32_tensor(out, x.layout().shape().clone());
     (y, stats)
 }
 
@@ -119,6 +118,6 @@ pub(super) fn backward(
             .zip(partial_beta)
             .for_each(|(s, v)| *s += v);
     }
-    let vector = |values: Vec<f32>| FlexTensor::from_data(TensorData::new(values, [width]));
+    let vector = |values: Vec<f32>| f32_tensor(values, [width]);
     [dx, vector(d_gamma), vector(d_beta)]
 }

@@ -2,9 +2,8 @@
 //! allocated once.
 
 use burn::backend::flex::FlexTensor;
-use burn::prelude::*;
 
-use crate::flexbuf::{compact, last_dim};
+use crate::flexbuf::{compact, f32_tensor, last_dim};
 use crate::gemm::{View, gemm_into, parallelism_for};
 use crate::vmath::vectorized;
 
@@ -36,7 +35,7 @@ pub(super) fn forward(
             parallelism,
         );
     }
-    matrix(out, x.rows, weight.cols)
+    f32_tensor(out, [x.rows, weight.cols])
 }
 
 /// `dy Wᵀ`, `[rows, d_in]`.
@@ -70,7 +69,7 @@ pub(super) fn bias_grad(dy: &FlexTensor) -> FlexTensor {
             }
         },
     );
-    FlexTensor::from_data(TensorData::new(sums, [cols]))
+    f32_tensor(sums, [cols])
 }
 
 /// `lhs · rhs` in a fresh row-major buffer.
@@ -95,9 +94,5 @@ fn product(lhs: &View, rhs: &View) -> FlexTensor {
             out.set_len(len);
         }
     }
-    matrix(out, lhs.rows, rhs.cols)
-}
-
-fn matrix(values: Vec<f32>, rows: usize, cols: usize) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, [rows, cols]))
+    f32_tensor(out, [lhs.rows, rhs.cols])
 }

@@ -9,10 +9,9 @@
 //! normalised probabilities.
 
 use burn::backend::flex::FlexTensor;
-use burn::prelude::*;
 use rayon::prelude::*;
 
-use crate::flexbuf::{compact, is_f32, last_dim};
+use crate::flexbuf::{compact, f32_tensor, is_f32, last_dim};
 use crate::vmath::{exp_nonpositive, vectorized};
 
 /// Rows per rayon task: enough work per task to amortise scheduling.
@@ -61,7 +60,7 @@ pub(super) fn forward(logits: &FlexTensor, targets: &FlexTensor) -> Option<(Flex
             )
         });
     let rows = targets.len();
-    let nll = FlexTensor::from_data(TensorData::new(nll, [rows, 1]));
+    let nll = f32_tensor(nll, [rows, 1]);
     let saved = Saved {
         logits,
         logsumexp,

@@ -8,14 +8,12 @@ use burn::backend::flex::FlexTensor;
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use super::Update;
-use crate::flexbuf::{compact, is_f32};
+use super::{Operands, Update};
+use crate::flexbuf::{compact, f32_tensor, is_f32};
 use crate::vmath::vectorized;
 
 /// Elements per rayon task.
 const CHUNK: usize = 16 * 1024;
-
-type Operands = (Tensor<1>, Tensor<1>, Option<Tensor<1>>, Option<Tensor<1>>);
 
 /// The updated `[value, first, second]`, or the operands back when they are not all f32
 /// flex tensors.
@@ -29,7 +27,7 @@ pub(super) fn apply(update: &Update, operands: Operands) -> Result<[Tensor<1>; 3
     let len = grad.layout().shape().num_elements();
     let moment = |m: Option<FlexTensor>| match m {
         Some(m) => compact(m),
-        None => FlexTensor::from_data(TensorData::new(vec![0f32; len], [len])),
+        None => f32_tensor(vec![0f32; len], [len]),
     };
     let (mut first, mut second) = (moment(first), moment(second));
 
