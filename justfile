@@ -20,6 +20,10 @@ build:
 data:
     scripts/fetch-data.sh data/raw
 
+# Fetch SmolLM2-135M-Instruct (Apache-2.0, GGUF Q4_1, 98 MB) into models/ and check its sha256.
+model:
+    scripts/fetch-model.sh models
+
 # Every test: unit, integration, end-to-end on slices of the real corpora.
 test:
     cargo test --workspace --no-fail-fast
