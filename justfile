@@ -40,6 +40,10 @@ bench: build data
 test-tch:
     scripts/test-tch.sh target/tch
 
+# Hugging Face interop checked by transformers (in a virtualenv): fixtures reproduce, exports load with dapt's logits.
+test-hf:
+    scripts/test-hf.sh target/hf
+
 fmt:
     cargo fmt --all
 
