@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 a stage failed or another runtime error; 2 the pipeline
 //! file (or the command line) is invalid; 3 another run holds the work directory.
 
+mod generate;
 mod inspect;
 mod kinds;
 mod plan;
@@ -94,6 +95,25 @@ enum Cmd {
         #[command(flatten)]
         pipeline: PipelineArg,
     },
+    /// Sample text from the model a stage holds (temperature 0: greedy), with a KV cache.
+    Generate {
+        /// A `model`, `pretrain` or `continue` stage.
+        stage: String,
+        #[arg(long)]
+        prompt: String,
+        #[arg(long, default_value_t = 48)]
+        max_tokens: usize,
+        /// 0 picks the most likely token at each step.
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f64,
+        /// Nucleus sampling: draw from the smallest set of tokens holding this much mass.
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[command(flatten)]
+        pipeline: PipelineArg,
+    },
     /// Delete the outputs and state of STAGES (all when none), so they run again.
     Clean {
         stages: Vec<String>,
@@ -128,6 +148,33 @@ fn load(arg: &PipelineArg, registry: &Registry) -> Result<Pipeline, ExitCode> {
 
 fn run(cmd: Cmd, registry: &Registry) -> anyhow::Result<ExitCode> {
     match cmd {
+        Cmd::Generate {
+            stage,
+            prompt,
+            max_tokens,
+            temperature,
+            top_p,
+            seed,
+            pipeline,
+        } => {
+            let pipeline = match load(&pipeline, registry) {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            let request = generate::Request {
+                stage,
+                prompt,
+                sampling: dapt_model::Sampling {
+                    max_tokens,
+                    temperature,
+                    top_p,
+                    seed,
+                    stop: Vec::new(),
+                },
+            };
+            generate::run(&pipeline, &request, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Plan { json, pipeline } => {
             let pipeline = match load(&pipeline, registry) {
                 Ok(p) => p,

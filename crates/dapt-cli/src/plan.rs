@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use dapt_dag::Pipeline;
 use dapt_dag::manifest::{Manifest, StageDir};
-use dapt_model::{ComputeBudget, GptConfig, device_from_name, measure_training};
+use dapt_model::{ComputeBudget, ModelConfig, device_from_name, measure_training};
 use serde::Serialize;
 
 use crate::kinds::training::{self, Params, Start};
@@ -22,7 +22,7 @@ use crate::kinds::training::{self, Params, Start};
 pub struct StagePlan {
     pub stage: String,
     pub kind: String,
-    pub model: GptConfig,
+    pub model: ModelConfig,
     /// This stage's training tokens.
     pub tokens: u64,
     pub steps: u64,
@@ -51,8 +51,12 @@ pub fn plan(pipeline: &Pipeline) -> anyhow::Result<Vec<StagePlan>> {
         let (model, tokens_before) = match &p.from {
             None => {
                 let shape = p.model.as_ref().expect("checked: pretrain has a model");
-                (shape.with_vocab(vocab_size(pipeline, &p.tokenizer)?), 0)
+                let model = shape
+                    .with_vocab(vocab_size(pipeline, &p.tokenizer)?)
+                    .with_context(|| format!("stage {}", stage.name))?;
+                (model, 0)
             }
+            Some(from) if is_model_stage(pipeline, from) => (imported_model(pipeline, from)?, 0),
             Some(from) => {
                 let base = plans
                     .iter()
@@ -67,7 +71,7 @@ pub fn plan(pipeline: &Pipeline) -> anyhow::Result<Vec<StagePlan>> {
                 (base.model.clone(), base.budget.tokens)
             }
         };
-        let seq_len = p.seq_len.unwrap_or(model.context);
+        let seq_len = p.seq_len.unwrap_or(model.context());
         let tokens = match (&train_tokens, p.epochs) {
             (None, Some(_)) => anyhow::bail!(
                 "stage {}: its budget is in epochs, and stage `{}` has no token counts yet; \
@@ -117,11 +121,21 @@ pub fn plan(pipeline: &Pipeline) -> anyhow::Result<Vec<StagePlan>> {
 }
 
 /// Throughput depends on the model, the batch shape and the device.
-fn shape_key(model: &GptConfig, batch_size: usize, seq_len: usize, device: &str) -> String {
-    format!(
-        "{}x{}x{}h v{} b{batch_size} t{seq_len} {device}",
-        model.n_layer, model.d_model, model.n_head, model.vocab_size
-    )
+fn shape_key(model: &ModelConfig, batch_size: usize, seq_len: usize, device: &str) -> String {
+    let config = serde_json::to_string(model).expect("plain data");
+    format!("{config} b{batch_size} t{seq_len} {device}")
+}
+
+fn is_model_stage(pipeline: &Pipeline, stage: &str) -> bool {
+    pipeline.stage(stage).is_some_and(|s| s.kind == "model")
+}
+
+/// The architecture a `model` stage imported (it must have run: its file decides it).
+fn imported_model(pipeline: &Pipeline, stage: &str) -> anyhow::Result<ModelConfig> {
+    let dir = training::model_dir(&StageDir::new(&pipeline.workdir, stage).out());
+    dapt_model::read_exported_config(&dir).with_context(|| {
+        format!("stage `{stage}` has not imported its model yet; run `dapt run {stage}` first")
+    })
 }
 
 fn manifest(pipeline: &Pipeline, stage: &str) -> Option<Manifest> {
@@ -142,7 +156,7 @@ fn measured_throughputs(pipeline: &Pipeline) -> BTreeMap<String, (f64, String)> 
         let (Some(model), Some(train), Some(rate)) = (
             counts
                 .get("model")
-                .and_then(|v| serde_json::from_value::<GptConfig>(v.clone()).ok()),
+                .and_then(|v| serde_json::from_value::<ModelConfig>(v.clone()).ok()),
             counts.get("train"),
             counts.get("tokens_per_s").and_then(|v| v.as_f64()),
         ) else {
@@ -185,7 +199,7 @@ fn vocab_size(pipeline: &Pipeline, tokenizer_stage: &str) -> anyhow::Result<usiz
 
 /// Trains 3 steps on random tokens; the median of the last two.
 fn probe(
-    model: &GptConfig,
+    model: &ModelConfig,
     batch_size: usize,
     seq_len: usize,
     device: &str,

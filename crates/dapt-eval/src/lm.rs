@@ -11,7 +11,7 @@
 //! `context - stride` tokens of history).
 
 use anyhow::{Result, ensure};
-use dapt_model::{Gpt, TokenNll, padded_token_nll_rows, token_nll};
+use dapt_model::{Decoder, TokenNll, padded_token_nll_rows, token_nll};
 use serde::{Deserialize, Serialize};
 
 /// How documents are scored.
@@ -89,7 +89,7 @@ fn scoring_ids(tokens: &[u32], end_of_text: u32) -> Vec<u32> {
 /// Scores `documents` with `model` (on a device without autodiff). `progress` receives the
 /// number of tokens scored after each forward pass.
 pub fn score_documents(
-    model: &Gpt,
+    model: &Decoder,
     documents: &[ScoredDocument<'_>],
     end_of_text: u32,
     config: &LmEvalConfig,
@@ -148,25 +148,24 @@ pub fn score_documents(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dapt_model::GptConfig;
     use dapt_model::burn::module::Param;
     use dapt_model::burn::prelude::*;
+    use dapt_model::{GptConfig, ModelConfig};
 
-    fn config(vocab_size: usize) -> GptConfig {
-        GptConfig {
+    fn config(vocab_size: usize) -> ModelConfig {
+        ModelConfig::Gpt(GptConfig {
             vocab_size,
             n_layer: 1,
             n_head: 2,
             d_model: 8,
             context: 16,
-            dropout: 0.0,
-            tie_embeddings: true,
-        }
+            ..GptConfig::default()
+        })
     }
 
     /// A tied model whose token embedding is zero: every logit is 0, every next token has
     /// probability 1/vocab.
-    fn uniform_model(vocab_size: usize) -> Gpt {
+    fn uniform_model(vocab_size: usize) -> Decoder {
         let device = Device::flex();
         let mut model = config(vocab_size).init(3, &device).unwrap();
         model.token_embedding.weight =

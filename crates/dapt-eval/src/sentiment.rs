@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use anyhow::{Result, ensure};
 use dapt_model::burn::prelude::*;
 use dapt_model::burn::tensor::activation::log_softmax;
-use dapt_model::{Gpt, ids_tensor, padded_token_nll_rows, pooled_features};
+use dapt_model::{Decoder, ids_tensor, padded_token_nll_rows, pooled_features};
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::{Metrics, classification_metrics, majority_class};
@@ -87,7 +87,7 @@ pub fn zero_shot_prompt(
 /// `result[prompt][candidate]`. Every `prompt ++ candidate` must fit in the model context plus
 /// one token.
 pub fn zero_shot_scores(
-    model: &Gpt,
+    model: &Decoder,
     prompts: &[Vec<u32>],
     candidates: &[Vec<u32>],
     batch_size: usize,
@@ -128,7 +128,7 @@ pub fn zero_shot_scores(
 
 /// Single-token candidates: one row per prompt, the log-softmax at its last position.
 fn single_token_scores(
-    model: &Gpt,
+    model: &Decoder,
     prompts: &[Vec<u32>],
     candidates: &[Vec<u32>],
     batch_size: usize,
@@ -166,7 +166,7 @@ fn single_token_scores(
 
 /// Any candidates: one row per (prompt, candidate), NLL summed over the candidate's tokens.
 fn sequence_scores(
-    model: &Gpt,
+    model: &Decoder,
     prompts: &[Vec<u32>],
     candidates: &[Vec<u32>],
     batch_size: usize,
@@ -215,7 +215,7 @@ fn counts_by_class(labels: &[usize], classes: &[String]) -> BTreeMap<String, u64
 
 /// Scores `task` with `model` (on a device without autodiff).
 pub fn evaluate_sentiment(
-    model: &Gpt,
+    model: &Decoder,
     task: &SentimentTask,
     end_of_text: u32,
     config: &SentimentConfig,
@@ -306,18 +306,17 @@ pub fn evaluate_sentiment(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dapt_model::GptConfig;
+    use dapt_model::{GptConfig, ModelConfig};
 
-    fn model() -> Gpt {
-        GptConfig {
+    fn model() -> Decoder {
+        ModelConfig::Gpt(GptConfig {
             vocab_size: 40,
             n_layer: 1,
             n_head: 2,
             d_model: 16,
             context: 12,
-            dropout: 0.0,
-            tie_embeddings: true,
-        }
+            ..GptConfig::default()
+        })
         .init(5, &Device::flex())
         .unwrap()
     }

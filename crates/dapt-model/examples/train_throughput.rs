@@ -14,7 +14,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anyhow::Result;
 use dapt_model::{
-    BatchSource, GptConfig, RandomTokens, device_from_name, measure_training, token_nll,
+    BatchSource, GptConfig, ModelConfig, RandomTokens, device_from_name, measure_training,
+    token_nll,
 };
 
 fn main() -> Result<()> {
@@ -24,15 +25,14 @@ fn main() -> Result<()> {
     let mut shape = args.map(|s| s.parse::<usize>());
     let mut next_or = |default| shape.next().transpose().map(|v| v.unwrap_or(default));
     let (n_layer, d_model, n_head) = (next_or(4)?, next_or(256)?, next_or(4)?);
-    let model = GptConfig {
+    let model = ModelConfig::Gpt(GptConfig {
         vocab_size: 8192,
         n_layer,
         n_head,
         d_model,
         context: 128,
-        dropout: 0.0,
-        tie_embeddings: true,
-    };
+        ..GptConfig::default()
+    });
     let device = device_from_name(&device_name)?;
     let measured = measure_training(&model, 8, 128, steps, &device, &mut |record| {
         eprintln!(

@@ -24,33 +24,45 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
 use crate::flexbuf::is_f32;
+use crate::model::Heads;
 
-/// `[B, T, 3d]` projections, columns ordered (q|k|v, head, head_dim) -> `[B, T, d]` context,
-/// heads concatenated.
-pub fn causal_self_attention(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
+/// `[B, T, width]` projections, columns ordered as [`Heads`] says (query heads, then key
+/// heads, then value heads; `n_head / n_kv_head` query heads share a key/value head) ->
+/// `[B, T, n_head·head_dim]` context, heads concatenated.
+pub fn causal_self_attention(qkv: Tensor<3>, heads: Heads) -> Tensor<3> {
     fused(&qkv, heads).unwrap_or_else(|| composed(qkv, heads))
 }
 
-fn composed(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
-    let [batch, seq_len, width] = qkv.dims();
-    let d_model = width / 3;
-    // [B, T, 3·H, hd] -> [B, 3·H, T, hd]; q, k, v are consecutive groups of H heads.
+fn composed(qkv: Tensor<3>, heads: Heads) -> Tensor<3> {
+    let [batch, seq_len, _] = qkv.dims();
+    let Heads {
+        n_head,
+        n_kv_head,
+        head_dim,
+    } = heads;
+    // [B, T, H + 2K, hd] -> [B, H + 2K, T, hd]: H query heads, then K key and K value heads.
     let qkv = qkv
-        .reshape([batch, seq_len, 3 * heads, d_model / heads])
+        .reshape([batch, seq_len, n_head + 2 * n_kv_head, head_dim])
         .swap_dims(1, 2);
-    let query = qkv.clone().narrow(1, 0, heads);
-    let key = qkv.clone().narrow(1, heads, heads);
-    let value = qkv.narrow(1, 2 * heads, heads);
+    let group = n_head / n_kv_head;
+    let shared = |t: Tensor<4>| {
+        t.unsqueeze_dim::<5>(2)
+            .expand([batch, n_kv_head, group, seq_len, head_dim])
+            .reshape([batch, n_head, seq_len, head_dim])
+    };
+    let query = qkv.clone().narrow(1, 0, n_head);
+    let key = shared(qkv.clone().narrow(1, n_head, n_kv_head));
+    let value = shared(qkv.narrow(1, n_head + n_kv_head, n_kv_head));
     let options = AttentionModuleOptions {
         is_causal: true,
         ..Default::default()
     };
     attention(query, key, value, None, None, options)
         .swap_dims(1, 2)
-        .reshape([batch, seq_len, d_model])
+        .reshape([batch, seq_len, heads.q_width()])
 }
 
-fn fused(qkv: &Tensor<3>, heads: usize) -> Option<Tensor<3>> {
+fn fused(qkv: &Tensor<3>, heads: Heads) -> Option<Tensor<3>> {
     if let Ok(qkv) = qkv.clone().try_into_primitive::<Autodiff<Flex>>() {
         if !is_f32(qkv.primitive()) {
             return None;
@@ -70,12 +82,12 @@ fn fused(qkv: &Tensor<3>, heads: usize) -> Option<Tensor<3>> {
     is_f32(&qkv).then(|| Tensor::from_primitive::<Flex>(flex::forward(&qkv, heads).0))
 }
 
-/// The state: the projections, the attention probabilities `[B·H, T, T]` and the head count.
+/// The state: the projections, the attention probabilities `[B·H, T, T]` and the heads.
 #[derive(Debug)]
 struct AttentionNode;
 
 impl Backward<Flex, 1> for AttentionNode {
-    type State = (FlexTensor, Vec<f32>, usize);
+    type State = (FlexTensor, Vec<f32>, Heads);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let (qkv, probs, heads) = ops.state;
@@ -94,27 +106,44 @@ mod tests {
     #[test]
     fn values_and_gradients_equal_burns_attention() {
         let device = Device::flex().autodiff();
-        let (batch, seq_len, heads, head_dim) = (2, 11, 3, 5);
-        let shape = [batch, seq_len, 3 * heads * head_dim];
-        let qkv = Tensor::<3>::random(shape, Distribution::Normal(0.0, 2.0), &device);
-        assert!(fused(&qkv, heads).is_some());
-        assert_same_values_and_gradients(
-            qkv,
-            |qkv| causal_self_attention(qkv, heads),
-            |qkv| composed(qkv, heads),
-            Tolerance::absolute(1e-5),
-        );
+        // Multi-head (GPT), grouped-query (Llama: 2 query heads per key/value head) and
+        // multi-query attention.
+        for (n_head, n_kv_head) in [(3, 3), (4, 2), (3, 1)] {
+            let heads = Heads {
+                n_head,
+                n_kv_head,
+                head_dim: 5,
+            };
+            let shape = [2, 11, heads.width()];
+            let qkv = Tensor::<3>::random(shape, Distribution::Normal(0.0, 2.0), &device);
+            assert!(fused(&qkv, heads).is_some());
+            assert_same_values_and_gradients(
+                qkv,
+                |qkv| causal_self_attention(qkv, heads),
+                |qkv| composed(qkv, heads),
+                Tolerance::absolute(1e-5),
+            );
+        }
     }
 
     #[test]
     fn later_tokens_do_not_change_earlier_outputs() {
         let device = Device::flex();
-        let qkv = Tensor::<3>::random([1, 6, 12], Distribution::Normal(0.0, 1.0), &device);
+        let heads = Heads {
+            n_head: 2,
+            n_kv_head: 1,
+            head_dim: 2,
+        };
+        let qkv = Tensor::<3>::random([1, 6, 8], Distribution::Normal(0.0, 1.0), &device);
         let changed = qkv.clone().slice_assign(
-            [0..1, 5..6, 0..12],
-            Tensor::<3>::random([1, 1, 12], Distribution::Normal(0.0, 1.0), &device),
+            [0..1, 5..6, 0..8],
+            Tensor::<3>::random([1, 1, 8], Distribution::Normal(0.0, 1.0), &device),
         );
-        let prefix = |qkv| causal_self_attention(qkv, 2).narrow(1, 0, 5).into_data();
+        let prefix = |qkv| {
+            causal_self_attention(qkv, heads)
+                .narrow(1, 0, 5)
+                .into_data()
+        };
         prefix(qkv).assert_approx_eq::<f32>(&prefix(changed), Tolerance::absolute(0.0));
     }
 }

@@ -22,10 +22,10 @@ use burn::prelude::*;
 use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 
-use crate::config::GptConfig;
+use crate::config::ModelConfig;
 use crate::export::weights_to_safetensors;
 use crate::fsutil::{sync_dir, write_synced};
-use crate::model::Gpt;
+use crate::model::Decoder;
 use crate::optim::AdamWState;
 use crate::train::TrainConfig;
 
@@ -35,7 +35,8 @@ const PARTIAL_PREFIX: &str = ".partial-";
 const STATE_FILE: &str = "state.json";
 const MODEL_FILE: &str = "model.safetensors";
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
-const FORMAT_VERSION: u32 = 1;
+/// 2: the model config names its family (`ModelConfig`).
+const FORMAT_VERSION: u32 = 2;
 const FIRST_MOMENT: &str = "exp_avg";
 const SECOND_MOMENT: &str = "exp_avg_sq";
 
@@ -71,7 +72,7 @@ pub struct CheckpointMeta {
     pub step: u64,
     pub tokens_seen: u64,
     pub optimizer_steps: u64,
-    pub model_config: GptConfig,
+    pub model_config: ModelConfig,
     pub train_config: TrainConfig,
     /// The training `BatchSource::state()` after the batches of `step` were drawn.
     pub data_state: serde_json::Value,
@@ -91,11 +92,11 @@ pub(crate) struct Checkpoint {
 pub(crate) struct CheckpointContents<'a> {
     pub step: u64,
     pub tokens_seen: u64,
-    pub model_config: &'a GptConfig,
+    pub model_config: &'a ModelConfig,
     pub train_config: &'a TrainConfig,
     pub data_state: serde_json::Value,
     pub rng: RngState,
-    pub model: &'a Gpt,
+    pub model: &'a Decoder,
     pub optimizer: &'a AdamWState,
 }
 

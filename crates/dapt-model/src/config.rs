@@ -1,9 +1,13 @@
-//! Architecture hyper-parameters of the decoder-only GPT.
+//! Architecture hyper-parameters of the two decoder families dapt builds from one set of
+//! layers: GPT-2-style (`GptConfig`) and Llama-style (`LlamaConfig`), and `ModelConfig`,
+//! which names the family (the `family` key in checkpoints).
+//!
+//! The Hugging Face `config.json` of each family (`hf_config.rs`) converts to and from these.
 
-use anyhow::{Result, bail};
+use anyhow::{Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 
-/// Shape of a dapt GPT. Serialised into checkpoints and into the exported `config.json`.
+/// Shape of a dapt GPT. Serialised into checkpoints.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GptConfig {
@@ -17,62 +21,308 @@ pub struct GptConfig {
     #[serde(default)]
     pub dropout: f64,
     /// Output head shares the token-embedding matrix (GPT-2 style).
-    #[serde(default = "default_tie_embeddings")]
+    #[serde(default = "default_true")]
     pub tie_embeddings: bool,
+    /// The MLP's activation: exact (erf) GELU for dapt's own models, tanh GELU for GPT-2's.
+    #[serde(default)]
+    pub activation: Activation,
+    #[serde(default = "default_layer_norm_epsilon")]
+    pub layer_norm_epsilon: f64,
 }
 
-fn default_tie_embeddings() -> bool {
+impl Default for GptConfig {
+    /// Not a valid model on its own (no vocabulary, no layers): a base for struct updates.
+    fn default() -> Self {
+        Self {
+            vocab_size: 0,
+            n_layer: 0,
+            n_head: 0,
+            d_model: 0,
+            context: 0,
+            dropout: 0.0,
+            tie_embeddings: true,
+            activation: Activation::Gelu,
+            layer_norm_epsilon: default_layer_norm_epsilon(),
+        }
+    }
+}
+
+/// The element-wise non-linearity of a block's MLP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// `x Φ(x)`, exact (transformers' `gelu`).
+    #[default]
+    Gelu,
+    /// GELU's tanh approximation (transformers' `gelu_new`, GPT-2's).
+    GeluTanh,
+    /// `silu(gate) · up` over the two halves of the expanded width (Llama's SwiGLU).
+    SwiGlu,
+}
+
+/// Shape of a Llama-family model (Llama 2/3, TinyLlama, SmolLM2): RMSNorm, rotary
+/// positions, grouped-query attention, SwiGLU, no biases.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlamaConfig {
+    pub vocab_size: usize,
+    pub n_layer: usize,
+    pub n_head: usize,
+    /// Key/value heads; `n_head / n_kv_head` query heads share each (GQA).
+    pub n_kv_head: usize,
+    pub d_model: usize,
+    /// Width of the SwiGLU MLP (`intermediate_size`).
+    pub d_ff: usize,
+    /// Maximum sequence length (`max_position_embeddings`).
+    pub context: usize,
+    /// Per-head width; `d_model / n_head` unless the checkpoint says otherwise.
+    pub head_dim: usize,
+    pub rope_theta: f64,
+    #[serde(default)]
+    pub rope_scaling: Option<RopeScaling>,
+    pub rms_norm_eps: f64,
+    #[serde(default = "default_true")]
+    pub tie_embeddings: bool,
+    #[serde(default)]
+    pub dropout: f64,
+}
+
+impl Default for LlamaConfig {
+    /// Not a valid model on its own: a base for struct updates.
+    fn default() -> Self {
+        Self {
+            vocab_size: 0,
+            n_layer: 0,
+            n_head: 0,
+            n_kv_head: 0,
+            d_model: 0,
+            d_ff: 0,
+            context: 0,
+            head_dim: 0,
+            rope_theta: 10_000.0,
+            rope_scaling: None,
+            rms_norm_eps: 1e-5,
+            tie_embeddings: true,
+            dropout: 0.0,
+        }
+    }
+}
+
+/// How rotary frequencies are stretched for contexts longer than pre-training's, as
+/// transformers' `rope_scaling` (`modeling_rope_utils.py`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "rope_type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RopeScaling {
+    /// Position interpolation: every frequency divided by `factor`.
+    Linear { factor: f64 },
+    /// Llama 3.1: long wavelengths divided by `factor`, short ones kept, smooth between.
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_position_embeddings: usize,
+    },
+}
+
+fn default_true() -> bool {
     true
 }
 
-impl GptConfig {
+fn default_layer_norm_epsilon() -> f64 {
+    1e-5
+}
+
+/// A model of either family; `family` names it in JSON (`"gpt"` or `"llama"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "family", rename_all = "lowercase")]
+pub enum ModelConfig {
+    Gpt(GptConfig),
+    Llama(LlamaConfig),
+}
+
+impl From<GptConfig> for ModelConfig {
+    fn from(config: GptConfig) -> Self {
+        Self::Gpt(config)
+    }
+}
+
+impl From<LlamaConfig> for ModelConfig {
+    fn from(config: LlamaConfig) -> Self {
+        Self::Llama(config)
+    }
+}
+
+/// The shape every layer of the shared decoder is built from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Shape {
+    pub vocab_size: usize,
+    pub n_layer: usize,
+    pub d_model: usize,
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub head_dim: usize,
+    /// Expanded MLP width (each half of it for SwiGLU).
+    pub d_ff: usize,
+    pub context: usize,
+    pub tie_embeddings: bool,
+    pub dropout: f64,
+}
+
+impl ModelConfig {
+    pub fn family(&self) -> &'static str {
+        match self {
+            Self::Gpt(_) => "gpt",
+            Self::Llama(_) => "llama",
+        }
+    }
+
+    pub(crate) fn shape(&self) -> Shape {
+        match self {
+            Self::Gpt(c) => Shape {
+                vocab_size: c.vocab_size,
+                n_layer: c.n_layer,
+                d_model: c.d_model,
+                n_head: c.n_head,
+                n_kv_head: c.n_head,
+                head_dim: c.d_model / c.n_head.max(1),
+                d_ff: 4 * c.d_model,
+                context: c.context,
+                tie_embeddings: c.tie_embeddings,
+                dropout: c.dropout,
+            },
+            Self::Llama(c) => Shape {
+                vocab_size: c.vocab_size,
+                n_layer: c.n_layer,
+                d_model: c.d_model,
+                n_head: c.n_head,
+                n_kv_head: c.n_kv_head,
+                head_dim: c.head_dim,
+                d_ff: c.d_ff,
+                context: c.context,
+                tie_embeddings: c.tie_embeddings,
+                dropout: c.dropout,
+            },
+        }
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.shape().vocab_size
+    }
+
+    /// Maximum sequence length.
+    pub fn context(&self) -> usize {
+        self.shape().context
+    }
+
+    pub fn d_model(&self) -> usize {
+        self.shape().d_model
+    }
+
+    pub fn n_layer(&self) -> usize {
+        self.shape().n_layer
+    }
+
+    pub fn dropout(&self) -> f64 {
+        self.shape().dropout
+    }
+
+    pub fn tie_embeddings(&self) -> bool {
+        self.shape().tie_embeddings
+    }
+
+    /// The same model with another vocabulary size.
+    pub fn with_vocab_size(&self, vocab_size: usize) -> Self {
+        let mut config = self.clone();
+        match &mut config {
+            Self::Gpt(c) => c.vocab_size = vocab_size,
+            Self::Llama(c) => c.vocab_size = vocab_size,
+        }
+        config
+    }
+
     /// Checks the invariants the model relies on, with a message naming the fix.
     pub fn validate(&self) -> Result<()> {
+        let shape = self.shape();
         for (name, value) in [
-            ("vocab_size", self.vocab_size),
-            ("n_layer", self.n_layer),
-            ("n_head", self.n_head),
-            ("d_model", self.d_model),
-            ("context", self.context),
+            ("vocab_size", shape.vocab_size),
+            ("n_layer", shape.n_layer),
+            ("n_head", shape.n_head),
+            ("d_model", shape.d_model),
+            ("context", shape.context),
+            ("n_kv_head", shape.n_kv_head),
+            ("head_dim", shape.head_dim),
+            ("d_ff", shape.d_ff),
         ] {
             if value == 0 {
                 bail!("model config: {name} must be at least 1");
             }
         }
-        if !self.d_model.is_multiple_of(self.n_head) {
-            bail!(
-                "model config: d_model ({}) must be a multiple of n_head ({}); pick d_model = n_head * head_dim",
-                self.d_model,
-                self.n_head
-            );
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
+        if !(0.0..1.0).contains(&shape.dropout) {
             bail!(
                 "model config: dropout must be in [0, 1), got {}",
-                self.dropout
+                shape.dropout
             );
+        }
+        match self {
+            Self::Gpt(c) => {
+                if !c.d_model.is_multiple_of(c.n_head) {
+                    bail!(
+                        "model config: d_model ({}) must be a multiple of n_head ({}); pick d_model = n_head * head_dim",
+                        c.d_model,
+                        c.n_head
+                    );
+                }
+                ensure!(
+                    c.activation != Activation::SwiGlu,
+                    "model config: the GPT family's MLP is gelu or gelu_tanh, not swi_glu"
+                );
+            }
+            Self::Llama(c) => {
+                ensure!(
+                    c.n_head.is_multiple_of(c.n_kv_head),
+                    "model config: n_head ({}) must be a multiple of n_kv_head ({})",
+                    c.n_head,
+                    c.n_kv_head
+                );
+                ensure!(
+                    c.head_dim.is_multiple_of(2),
+                    "model config: head_dim ({}) must be even for rotary embeddings",
+                    c.head_dim
+                );
+                ensure!(
+                    c.rope_theta > 0.0 && c.rms_norm_eps > 0.0,
+                    "model config: rope_theta and rms_norm_eps must be positive"
+                );
+            }
         }
         Ok(())
     }
 
-    pub fn head_dim(&self) -> usize {
-        self.d_model / self.n_head
-    }
-
     /// Number of trainable scalars, counting a tied embedding once.
     pub fn param_count(&self) -> usize {
-        let d = self.d_model;
-        let layer_norm = 2 * d;
-        let attention = (d * 3 * d + 3 * d) + (d * d + d);
-        let mlp = (d * 4 * d + 4 * d) + (4 * d * d + d);
-        let block = 2 * layer_norm + attention + mlp;
-        let embeddings = self.vocab_size * d + self.context * d;
-        let untied_head = if self.tie_embeddings {
+        let s = self.shape();
+        let d = s.d_model;
+        let (attention, mlp, norm, positions) = match self {
+            Self::Gpt(_) => {
+                let attention = (d * 3 * d + 3 * d) + (d * d + d);
+                let mlp = (d * s.d_ff + s.d_ff) + (s.d_ff * d + d);
+                (attention, mlp, 2 * d, s.context * d)
+            }
+            Self::Llama(_) => {
+                let q_width = s.n_head * s.head_dim;
+                let kv_width = s.n_kv_head * s.head_dim;
+                let attention = d * (q_width + 2 * kv_width) + q_width * d;
+                let mlp = 3 * d * s.d_ff;
+                (attention, mlp, d, 0)
+            }
+        };
+        let block = 2 * norm + attention + mlp;
+        let untied_head = if s.tie_embeddings {
             0
         } else {
-            d * self.vocab_size
+            d * s.vocab_size
         };
-        embeddings + self.n_layer * block + layer_norm + untied_head
+        s.vocab_size * d + positions + s.n_layer * block + norm + untied_head
     }
 }
 
@@ -87,28 +337,50 @@ mod tests {
             n_head: 2,
             d_model: 8,
             context: 16,
-            dropout: 0.0,
-            tie_embeddings: true,
+            ..GptConfig::default()
         }
     }
 
     #[test]
     fn serde_defaults_dropout_and_tying() {
-        let config: GptConfig = serde_json::from_str(
-            r#"{"vocab_size":100,"n_layer":2,"n_head":2,"d_model":8,"context":16}"#,
+        let config: ModelConfig = serde_json::from_str(
+            r#"{"family":"gpt","vocab_size":100,"n_layer":2,"n_head":2,"d_model":8,"context":16}"#,
         )
         .unwrap();
-        assert_eq!(config, small());
+        assert_eq!(config, ModelConfig::Gpt(small()));
+    }
+
+    #[test]
+    fn unknown_keys_and_families_are_rejected() {
+        let error = serde_json::from_str::<ModelConfig>(
+            r#"{"family":"gpt","vocab_size":100,"n_layer":2,"n_head":2,"d_model":8,"context":16,"heads":3}"#,
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("heads"), "{error}");
+        assert!(serde_json::from_str::<ModelConfig>(r#"{"family":"bert"}"#).is_err());
     }
 
     #[test]
     fn validate_rejects_heads_that_do_not_divide_width() {
-        let config = GptConfig {
+        let config = ModelConfig::Gpt(GptConfig {
             n_head: 3,
             ..small()
-        };
+        });
         let message = config.validate().unwrap_err().to_string();
         assert!(message.contains("multiple of n_head"), "{message}");
+        let llama = ModelConfig::Llama(LlamaConfig {
+            vocab_size: 10,
+            n_layer: 1,
+            n_head: 4,
+            n_kv_head: 3,
+            d_model: 8,
+            d_ff: 16,
+            context: 8,
+            head_dim: 2,
+            ..LlamaConfig::default()
+        });
+        let message = llama.validate().unwrap_err().to_string();
+        assert!(message.contains("n_kv_head"), "{message}");
     }
 
     #[test]
@@ -119,8 +391,26 @@ mod tests {
             ..small()
         };
         assert_eq!(
-            untied.param_count() - tied.param_count(),
+            ModelConfig::Gpt(untied).param_count() - ModelConfig::Gpt(tied.clone()).param_count(),
             tied.vocab_size * tied.d_model
         );
+    }
+
+    #[test]
+    fn smollm2_135m_has_134_5m_parameters() {
+        let smollm2 = ModelConfig::Llama(LlamaConfig {
+            vocab_size: 49_152,
+            n_layer: 30,
+            n_head: 9,
+            n_kv_head: 3,
+            d_model: 576,
+            d_ff: 1536,
+            context: 2048,
+            head_dim: 64,
+            rope_theta: 100_000.0,
+            ..LlamaConfig::default()
+        });
+        // The model card's count: 134,515,008 (tied head).
+        assert_eq!(smollm2.param_count(), 134_515_008);
     }
 }

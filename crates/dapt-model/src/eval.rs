@@ -6,7 +6,7 @@ use std::ops::AddAssign;
 use anyhow::{Result, ensure};
 
 use crate::loss::per_token_nll;
-use crate::model::{Gpt, ids_tensor};
+use crate::model::{Decoder, ids_tensor};
 
 /// Summed negative log-likelihood (nats) over `tokens` scored tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -75,7 +75,7 @@ fn rolling_windows(len: usize, context: usize, stride: usize) -> Vec<Window> {
 /// `batch_size` at a time. Prepend a document separator to `ids` to score its first token too.
 /// `model` should be on a device without autodiff (`model.valid()`).
 pub fn token_nll(
-    model: &Gpt,
+    model: &Decoder,
     ids: &[u32],
     context: usize,
     stride: usize,
@@ -124,7 +124,7 @@ pub fn token_nll(
 /// Per-token NLL (nats) of `targets` after `inputs`, both `[rows, width]` row-major: one
 /// forward pass, the values flat in the same layout.
 pub fn token_nll_rows(
-    model: &Gpt,
+    model: &Decoder,
     inputs: &[u32],
     targets: &[u32],
     rows: usize,
@@ -145,7 +145,7 @@ pub fn token_nll_rows(
 /// values flat, `width` (the longest row's length minus one) per row; padding positions hold
 /// junk to be ignored. Every row needs at least two ids.
 pub fn padded_token_nll_rows<R: AsRef<[u32]>>(
-    model: &Gpt,
+    model: &Decoder,
     rows: &[R],
     pad: u32,
 ) -> Result<(Vec<f32>, usize)> {
@@ -168,7 +168,11 @@ pub fn padded_token_nll_rows<R: AsRef<[u32]>>(
 
 /// Mean-pooled final hidden states of each document (truncated to the model context), computed
 /// `batch_size` documents at a time; features for a linear probe.
-pub fn pooled_features(model: &Gpt, docs: &[&[u32]], batch_size: usize) -> Result<Vec<Vec<f32>>> {
+pub fn pooled_features(
+    model: &Decoder,
+    docs: &[&[u32]],
+    batch_size: usize,
+) -> Result<Vec<Vec<f32>>> {
     ensure!(
         batch_size > 0,
         "pooled_features: batch_size must be at least 1"

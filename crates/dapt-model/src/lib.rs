@@ -1,13 +1,17 @@
-//! dapt-model: a decoder-only GPT on burn, a resumable step-level training loop with atomic
-//! checkpoints, safetensors export, and evaluation helpers (token NLL for perplexity and bits
-//! per byte, pooled features for probes).
+//! dapt-model: decoder-only language models on burn (GPT-2 and Llama families, one set of
+//! layers), a resumable step-level training loop with atomic checkpoints, Hugging Face
+//! import/export, sampling with a key/value cache, and evaluation helpers (token NLL for
+//! perplexity and bits per byte, pooled features for probes).
 //!
-//! - [`GptConfig::init`] builds a [`Gpt`]; [`Gpt::forward`] gives logits, [`Gpt::hidden_states`]
-//!   and [`Gpt::mean_pooled`] give features; [`mean_nll`] / [`sum_nll`] / [`per_token_nll`] are
-//!   the losses.
+//! - [`ModelConfig::init`] builds a [`Decoder`] ([`GptConfig`] or [`LlamaConfig`]);
+//!   [`Decoder::forward`] gives logits, [`Decoder::hidden_states`] and
+//!   [`Decoder::mean_pooled`] give features; [`mean_nll`] / [`sum_nll`] / [`per_token_nll`]
+//!   are the losses.
 //! - [`train`] runs (or resumes) a [`TrainRun`], drawing batches from a [`BatchSource`] and
 //!   reporting through a [`TrainObserver`]; see [`checkpoint`] for the on-disk layout.
-//! - [`export_model`] / [`load_exported`] write and read `model.safetensors` + `config.json`.
+//! - [`export_model`] / [`load_exported`] write and read a Hugging Face model folder
+//!   (`config.json` + `model.safetensors`, transformers' names), see `hf.rs`.
+//! - [`generate`] samples tokens (greedy, temperature, top-p) with a [`KvCache`].
 //! - [`token_nll`] scores long documents with rolling windows.
 //! - [`ComputeBudget`]: 6ND FLOPs, the Chinchilla-optimal token count and fitted loss.
 //!
@@ -27,29 +31,38 @@ mod flexbuf;
 mod fsutil;
 mod gelu;
 mod gemm;
+mod generate;
+mod hf;
 mod layer_norm;
 mod linear;
 mod loss;
 mod model;
+mod norm;
 mod optim;
 mod params;
 mod rng;
+mod rope;
 mod scaling;
+mod swiglu;
 #[cfg(test)]
 mod testing;
 mod throughput;
 mod train;
 mod vmath;
 
-pub use config::GptConfig;
+pub use config::{Activation, GptConfig, LlamaConfig, ModelConfig, RopeScaling};
 pub use device::device_from_name;
 pub use eval::{TokenNll, padded_token_nll_rows, pooled_features, token_nll, token_nll_rows};
 pub use export::{
-    ARCHITECTURE, CONFIG_FILE, WEIGHTS_FILE, export_model, load_exported, load_safetensors_weights,
-    read_exported_config, weights_to_safetensors,
+    CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE, export_model, load_exported,
+    load_safetensors_weights, read_exported_config, weights_to_hf_safetensors,
+    weights_to_safetensors,
 };
+pub use generate::{Sampling, generate};
+pub use hf::{from_hf_config, to_hf_config};
 pub use loss::{mean_nll, per_token_nll, sum_nll};
-pub use model::{Block, CausalSelfAttention, Gpt, Mlp, ids_tensor};
+pub use model::{Block, Decoder, Heads, KvCache, Mlp, SelfAttention, ids_tensor};
+pub use norm::Norm;
 pub use optim::{AdamWConfig, LrSchedule};
 pub use scaling::{CHINCHILLA_TOKENS_PER_PARAM, ComputeBudget, predicted_loss};
 pub use throughput::{RandomTokens, Throughput, measure_training};

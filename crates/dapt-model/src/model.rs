@@ -1,57 +1,103 @@
-//! Decoder-only GPT: learned token + position embeddings, pre-LayerNorm blocks with causal
-//! multi-head self-attention and a 4x GELU MLP, final LayerNorm, output head tied to the token
-//! embedding (unless configured otherwise).
+//! The decoder both families share: token embeddings (plus learned positions for GPT),
+//! pre-norm blocks of causal self-attention and an MLP, a final norm, and an output head
+//! tied to the embedding unless configured otherwise.
+//!
+//! The families differ only in the layers' options, chosen from the config:
+//!
+//! | layer      | GPT (`GptConfig`)                 | Llama (`LlamaConfig`)                        |
+//! |------------|-----------------------------------|----------------------------------------------|
+//! | positions  | learned embedding                 | rotary, inside attention (`rope.rs`)         |
+//! | norm       | LayerNorm (gain, bias)            | RMSNorm (gain)                               |
+//! | attention  | q\|k\|v, `n_head` each, biases    | q\|k\|v with `n_kv_head` k/v heads (GQA), no bias |
+//! | MLP        | `4d`, GELU (erf or tanh), biases  | gate\|up `2·d_ff`, SwiGLU, no bias           |
+//!
+//! Weights are stored `[d_in, d_out]` (burn's `Linear`); `hf.rs` converts to and from the
+//! Hugging Face names and layouts. Generation reuses the same layers with a key/value cache
+//! (`generate.rs`).
 
 use anyhow::{Result, ensure};
 use burn::module::{Module, Param};
-use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, LayerNormConfig, Linear};
+use burn::nn::{Dropout, DropoutConfig, Embedding, Linear};
 use burn::prelude::*;
+use burn::tensor::activation::{gelu_approximate, softmax};
 
 use crate::attention::causal_self_attention;
-use crate::config::GptConfig;
+use crate::config::{Activation, GptConfig, LlamaConfig, ModelConfig};
 use crate::gelu::gelu;
-use crate::layer_norm::layer_norm;
 use crate::linear::linear;
+use crate::norm::Norm;
 use crate::rng::SplitMix64;
+use crate::rope::Rope;
+use crate::swiglu::swiglu;
 
 /// GPT-2 initialisation scale for weights and embeddings.
 const INIT_STD: f64 = 0.02;
-/// PyTorch's and burn's default. `LayerNorm` keeps its epsilon private, so the fused layer
-/// norm takes it from here, as does every norm built below.
-const LAYER_NORM_EPSILON: f64 = 1e-5;
 
 #[derive(Module, Debug)]
-pub struct Gpt {
+pub struct Decoder {
     pub token_embedding: Embedding,
-    pub position_embedding: Embedding,
+    /// Learned positions (GPT); `None` when attention rotates positions in (Llama).
+    pub position_embedding: Option<Embedding>,
     pub blocks: Vec<Block>,
-    pub final_norm: LayerNorm,
+    pub final_norm: Norm,
     /// Present only when the head is not tied to `token_embedding`.
     pub lm_head: Option<Linear>,
     pub dropout: Dropout,
+    #[module(skip)]
+    pub context: usize,
 }
 
 #[derive(Module, Debug)]
 pub struct Block {
-    pub attention_norm: LayerNorm,
-    pub attention: CausalSelfAttention,
-    pub mlp_norm: LayerNorm,
+    pub attention_norm: Norm,
+    pub attention: SelfAttention,
+    pub mlp_norm: Norm,
     pub mlp: Mlp,
     pub dropout: Dropout,
 }
 
+/// Where the heads lie in the fused projection's `(n_head + 2·n_kv_head)·head_dim` columns:
+/// all query heads, then the key heads, then the value heads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heads {
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub head_dim: usize,
+}
+
+impl Heads {
+    pub fn q_width(&self) -> usize {
+        self.n_head * self.head_dim
+    }
+
+    pub fn kv_width(&self) -> usize {
+        self.n_kv_head * self.head_dim
+    }
+
+    pub fn width(&self) -> usize {
+        self.q_width() + 2 * self.kv_width()
+    }
+}
+
 #[derive(Module, Debug)]
-pub struct CausalSelfAttention {
-    /// Fused query/key/value projection, output columns ordered (q|k|v, head, head_dim).
+pub struct SelfAttention {
+    /// Fused query/key/value projection, output columns ordered as [`Heads`] says.
     pub qkv: Linear,
     pub output: Linear,
-    pub n_head: usize,
+    #[module(skip)]
+    pub heads: Heads,
+    /// Rotary embeddings (Llama); `None` for models with learned positions.
+    #[module(skip)]
+    pub rope: Option<Rope>,
 }
 
 #[derive(Module, Debug)]
 pub struct Mlp {
+    /// `d -> d_ff`, or `d -> 2·d_ff` as gate|up for SwiGLU.
     pub expand: Linear,
     pub contract: Linear,
+    #[module(skip)]
+    pub activation: Activation,
 }
 
 /// Builds parameters from one host RNG stream in a fixed order, so a seed names one model.
@@ -70,10 +116,10 @@ impl Initializer<'_> {
         Param::from_data(TensorData::new(vec![value; len], [len]), self.device)
     }
 
-    fn linear(&mut self, d_input: usize, d_output: usize, std: f64) -> Linear {
+    fn linear(&mut self, d_input: usize, d_output: usize, std: f64, bias: bool) -> Linear {
         Linear {
             weight: self.normal([d_input, d_output], std),
-            bias: Some(self.constant(d_output, 0.0)),
+            bias: bias.then(|| self.constant(d_output, 0.0)),
         }
     }
 
@@ -83,77 +129,128 @@ impl Initializer<'_> {
         }
     }
 
-    fn layer_norm(&mut self, d_model: usize) -> LayerNorm {
-        // The parameters are set explicitly (gamma 1, beta 0).
-        let mut norm = LayerNormConfig::new(d_model)
-            .with_epsilon(LAYER_NORM_EPSILON)
-            .init(self.device);
-        norm.gamma = self.constant(d_model, 1.0);
-        norm.beta = Some(self.constant(d_model, 0.0));
-        norm
+    /// Unit gain; a zero bias for LayerNorm, none for RMSNorm.
+    fn norm(&mut self, d_model: usize, rms: bool, epsilon: f64) -> Norm {
+        Norm {
+            gamma: self.constant(d_model, 1.0),
+            beta: (!rms).then(|| self.constant(d_model, 0.0)),
+            epsilon,
+        }
     }
 }
 
-impl GptConfig {
+impl ModelConfig {
     /// A freshly initialised model (GPT-2 scheme: N(0, 0.02), residual projections scaled by
-    /// 1/sqrt(2·n_layer), zero biases, unit LayerNorm gains). Same seed, same weights.
-    pub fn init(&self, seed: u64, device: &Device) -> Result<Gpt> {
+    /// 1/sqrt(2·n_layer), zero biases, unit norm gains). Same seed, same weights.
+    pub fn init(&self, seed: u64, device: &Device) -> Result<Decoder> {
         self.validate()?;
+        let shape = self.shape();
+        let (rms, epsilon, biases, activation, rope) = match self {
+            Self::Gpt(GptConfig {
+                activation,
+                layer_norm_epsilon,
+                ..
+            }) => (false, *layer_norm_epsilon, true, *activation, None),
+            Self::Llama(LlamaConfig {
+                head_dim,
+                rope_theta,
+                rope_scaling,
+                rms_norm_eps,
+                ..
+            }) => (
+                true,
+                *rms_norm_eps,
+                false,
+                Activation::SwiGlu,
+                Some(Rope::new(*head_dim, *rope_theta, rope_scaling.as_ref())),
+            ),
+        };
+        let heads = Heads {
+            n_head: shape.n_head,
+            n_kv_head: shape.n_kv_head,
+            head_dim: shape.head_dim,
+        };
+        let expanded = match activation {
+            Activation::SwiGlu => 2 * shape.d_ff,
+            Activation::Gelu | Activation::GeluTanh => shape.d_ff,
+        };
         let mut init = Initializer {
             rng: SplitMix64::new(seed),
             device,
         };
-        let d = self.d_model;
-        let residual_std = INIT_STD / (2.0 * self.n_layer as f64).sqrt();
-        let token_embedding = init.embedding(self.vocab_size, d);
-        let position_embedding = init.embedding(self.context, d);
-        let blocks = (0..self.n_layer)
+        let d = shape.d_model;
+        let residual_std = INIT_STD / (2.0 * shape.n_layer as f64).sqrt();
+        let token_embedding = init.embedding(shape.vocab_size, d);
+        let position_embedding = rope.is_none().then(|| init.embedding(shape.context, d));
+        let blocks = (0..shape.n_layer)
             .map(|_| Block {
-                attention_norm: init.layer_norm(d),
-                attention: CausalSelfAttention {
-                    qkv: init.linear(d, 3 * d, INIT_STD),
-                    output: init.linear(d, d, residual_std),
-                    n_head: self.n_head,
+                attention_norm: init.norm(d, rms, epsilon),
+                attention: SelfAttention {
+                    qkv: init.linear(d, heads.width(), INIT_STD, biases),
+                    output: init.linear(heads.q_width(), d, residual_std, biases),
+                    heads,
+                    rope: rope.clone(),
                 },
-                mlp_norm: init.layer_norm(d),
+                mlp_norm: init.norm(d, rms, epsilon),
                 mlp: Mlp {
-                    expand: init.linear(d, 4 * d, INIT_STD),
-                    contract: init.linear(4 * d, d, residual_std),
+                    expand: init.linear(d, expanded, INIT_STD, biases),
+                    contract: init.linear(shape.d_ff, d, residual_std, biases),
+                    activation,
                 },
-                dropout: DropoutConfig::new(self.dropout).init(),
+                dropout: DropoutConfig::new(shape.dropout).init(),
             })
             .collect();
-        let final_norm = init.layer_norm(d);
-        let lm_head = (!self.tie_embeddings).then(|| Linear {
-            weight: init.normal([d, self.vocab_size], INIT_STD),
+        let final_norm = init.norm(d, rms, epsilon);
+        let lm_head = (!shape.tie_embeddings).then(|| Linear {
+            weight: init.normal([d, shape.vocab_size], INIT_STD),
             bias: None,
         });
-        Ok(Gpt {
+        Ok(Decoder {
             token_embedding,
             position_embedding,
             blocks,
             final_norm,
             lm_head,
-            dropout: DropoutConfig::new(self.dropout).init(),
+            dropout: DropoutConfig::new(shape.dropout).init(),
+            context: shape.context,
         })
     }
 }
 
-impl Gpt {
+/// The keys and values of the positions seen so far, per layer, for generation: each
+/// `[B, n_kv_head, T, head_dim]` (keys after rotation).
+#[derive(Debug, Default, Clone)]
+pub struct KvCache {
+    layers: Vec<(Tensor<4>, Tensor<4>)>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Positions cached.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Decoder {
     pub fn vocab_size(&self) -> usize {
         self.token_embedding.weight.dims()[0]
     }
 
     /// Maximum sequence length.
     pub fn context(&self) -> usize {
-        self.position_embedding.weight.dims()[0]
+        self.context
     }
 
     pub fn d_model(&self) -> usize {
         self.token_embedding.weight.dims()[1]
     }
 
-    /// Final-LayerNorm hidden states `[B, T, d_model]` for token ids `[B, T]`.
+    /// Final-norm hidden states `[B, T, d_model]` for token ids `[B, T]`.
     pub fn hidden_states(&self, ids: Tensor<2, Int>) -> Tensor<3> {
         let [_, seq_len] = ids.dims();
         assert!(
@@ -161,24 +258,37 @@ impl Gpt {
             "sequence of {seq_len} tokens exceeds the model context of {}",
             self.context()
         );
-        let positions = self
-            .position_embedding
-            .weight
-            .val()
-            .narrow(0, 0, seq_len)
-            .unsqueeze::<3>();
-        let mut x = self
-            .dropout
-            .forward(self.token_embedding.forward(ids) + positions);
+        let mut x = self.dropout.forward(self.embed(ids, 0));
         for block in &self.blocks {
             x = block.forward(x);
         }
-        normalize(&self.final_norm, x)
+        self.final_norm.forward(x)
+    }
+
+    /// Token embeddings, plus learned positions `start..` where the model has them.
+    fn embed(&self, ids: Tensor<2, Int>, start: usize) -> Tensor<3> {
+        let [_, seq_len] = ids.dims();
+        let tokens = self.token_embedding.forward(ids);
+        match &self.position_embedding {
+            Some(positions) => {
+                tokens
+                    + positions
+                        .weight
+                        .val()
+                        .narrow(0, start, seq_len)
+                        .unsqueeze::<3>()
+            }
+            None => tokens,
+        }
     }
 
     /// Next-token logits `[B, T, vocab]` for token ids `[B, T]`.
     pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<3> {
-        let hidden = self.hidden_states(ids);
+        self.logits(self.hidden_states(ids))
+    }
+
+    /// The output head over hidden states `[B, T, d]`.
+    fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         let [batch, seq_len, d_model] = hidden.dims();
         let flat = hidden.reshape([batch * seq_len, d_model]);
         let logits = match &self.lm_head {
@@ -186,6 +296,32 @@ impl Gpt {
             None => linear(flat, self.token_embedding.weight.val().transpose(), None),
         };
         logits.reshape([batch, seq_len, self.vocab_size()])
+    }
+
+    /// Logits `[B, T, vocab]` of `ids [B, T]` following the positions in `cache`, which
+    /// then holds them too (generation; no dropout).
+    pub fn forward_cached(&self, ids: Tensor<2, Int>, cache: &mut KvCache) -> Result<Tensor<3>> {
+        let [_, seq_len] = ids.dims();
+        let start = cache.len;
+        ensure!(
+            start + seq_len <= self.context(),
+            "{} positions exceed the model context of {}",
+            start + seq_len,
+            self.context()
+        );
+        let mut x = self.embed(ids, start);
+        for (i, block) in self.blocks.iter().enumerate() {
+            let past = cache.layers.get(i).cloned();
+            let (y, present) = block.forward_cached(x, start, past);
+            if i < cache.layers.len() {
+                cache.layers[i] = present;
+            } else {
+                cache.layers.push(present);
+            }
+            x = y;
+        }
+        cache.len = start + seq_len;
+        Ok(self.logits(self.final_norm.forward(x)))
     }
 
     /// Mean of the hidden states over the first `lengths[b]` positions of each row `[B, d_model]`
@@ -222,32 +358,107 @@ impl Block {
         let x = x.clone()
             + self
                 .dropout
-                .forward(self.attention.forward(normalize(&self.attention_norm, x)));
+                .forward(self.attention.forward(self.attention_norm.forward(x)));
         x.clone()
             + self
                 .dropout
-                .forward(self.mlp.forward(normalize(&self.mlp_norm, x)))
+                .forward(self.mlp.forward(self.mlp_norm.forward(x)))
+    }
+
+    fn forward_cached(
+        &self,
+        x: Tensor<3>,
+        start: usize,
+        past: Option<(Tensor<4>, Tensor<4>)>,
+    ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
+        let (attended, present) =
+            self.attention
+                .forward_cached(self.attention_norm.forward(x.clone()), start, past);
+        let x = x + attended;
+        (
+            x.clone() + self.mlp.forward(self.mlp_norm.forward(x)),
+            present,
+        )
     }
 }
 
-impl CausalSelfAttention {
+impl SelfAttention {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let context = causal_self_attention(apply(&self.qkv, x), self.n_head);
+        let mut qkv = apply(&self.qkv, x);
+        if let Some(rope) = &self.rope {
+            qkv = rope.rotate_qkv(qkv, self.heads, 0);
+        }
+        let context = causal_self_attention(qkv, self.heads);
         apply(&self.output, context)
+    }
+
+    /// Attention of new positions `start..` over the cached ones and themselves, composed
+    /// from burn's operations (generation is not training: no fused node needed).
+    fn forward_cached(
+        &self,
+        x: Tensor<3>,
+        start: usize,
+        past: Option<(Tensor<4>, Tensor<4>)>,
+    ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
+        let [batch, seq_len, _] = x.dims();
+        let Heads {
+            n_head,
+            n_kv_head,
+            head_dim,
+        } = self.heads;
+        let mut qkv = apply(&self.qkv, x);
+        let device = qkv.device();
+        if let Some(rope) = &self.rope {
+            qkv = rope.rotate_qkv(qkv, self.heads, start);
+        }
+        let heads_of = |tensor: Tensor<3>, count: usize| {
+            tensor
+                .reshape([batch, seq_len, count, head_dim])
+                .swap_dims(1, 2)
+        };
+        let q_width = self.heads.q_width();
+        let kv_width = self.heads.kv_width();
+        let query = heads_of(qkv.clone().narrow(2, 0, q_width), n_head);
+        let mut key = heads_of(qkv.clone().narrow(2, q_width, kv_width), n_kv_head);
+        let mut value = heads_of(qkv.narrow(2, q_width + kv_width, kv_width), n_kv_head);
+        if let Some((past_key, past_value)) = past {
+            key = Tensor::cat(vec![past_key, key], 2);
+            value = Tensor::cat(vec![past_value, value], 2);
+        }
+        let total = start + seq_len;
+        let group = n_head / n_kv_head;
+        let expand = |t: Tensor<4>| {
+            t.unsqueeze_dim::<5>(2)
+                .expand([batch, n_kv_head, group, total, head_dim])
+                .reshape([batch, n_head, total, head_dim])
+        };
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        let scores = query.matmul(expand(key.clone()).swap_dims(2, 3)) * scale;
+        // Query i (position start + i) sees keys 0..=start + i.
+        let masked: Vec<bool> = (0..seq_len)
+            .flat_map(|i| (0..total).map(move |j| j > start + i))
+            .collect();
+        let mask =
+            Tensor::<4, Bool>::from_data(TensorData::new(masked, [1, 1, seq_len, total]), &device)
+                .expand([batch, n_head, seq_len, total]);
+        let probs = softmax(scores.mask_fill(mask, f32::NEG_INFINITY), 3);
+        let context = probs
+            .matmul(expand(value.clone()))
+            .swap_dims(1, 2)
+            .reshape([batch, seq_len, q_width]);
+        (apply(&self.output, context), (key, value))
     }
 }
 
 impl Mlp {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        apply(&self.contract, gelu(apply(&self.expand, x)))
-    }
-}
-
-/// `norm` over the last dimension of `x` (fused where the backend allows).
-fn normalize(norm: &LayerNorm, x: Tensor<3>) -> Tensor<3> {
-    match &norm.beta {
-        Some(beta) => layer_norm(x, norm.gamma.val(), beta.val(), LAYER_NORM_EPSILON),
-        None => norm.forward(x),
+        let expanded = apply(&self.expand, x);
+        let activated = match self.activation {
+            Activation::Gelu => gelu(expanded),
+            Activation::GeluTanh => gelu_approximate(expanded),
+            Activation::SwiGlu => swiglu(expanded),
+        };
+        apply(&self.contract, activated)
     }
 }
 
@@ -274,64 +485,119 @@ pub fn ids_tensor(ids: &[u32], rows: usize, cols: usize, device: &Device) -> Ten
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::LlamaConfig;
 
-    fn tiny(tie_embeddings: bool) -> GptConfig {
-        GptConfig {
+    fn tiny(tie_embeddings: bool) -> ModelConfig {
+        ModelConfig::Gpt(GptConfig {
             vocab_size: 50,
             n_layer: 2,
             n_head: 2,
             d_model: 16,
             context: 8,
-            dropout: 0.0,
             tie_embeddings,
-        }
+            ..GptConfig::default()
+        })
+    }
+
+    fn tiny_llama(tie_embeddings: bool) -> ModelConfig {
+        ModelConfig::Llama(LlamaConfig {
+            vocab_size: 50,
+            n_layer: 2,
+            n_head: 4,
+            n_kv_head: 2,
+            d_model: 16,
+            d_ff: 24,
+            context: 8,
+            head_dim: 4,
+            tie_embeddings,
+            ..LlamaConfig::default()
+        })
+    }
+
+    fn both(tie: bool) -> [ModelConfig; 2] {
+        [tiny(tie), tiny_llama(tie)]
     }
 
     #[test]
     fn param_count_matches_the_built_model() {
         for tie in [true, false] {
-            let config = tiny(tie);
-            let model = config.init(0, &Device::flex()).unwrap();
-            assert_eq!(model.num_params(), config.param_count(), "tied: {tie}");
+            for config in both(tie) {
+                let model = config.init(0, &Device::flex()).unwrap();
+                assert_eq!(model.num_params(), config.param_count(), "{config:?}");
+            }
         }
     }
 
     #[test]
     fn logits_have_batch_time_vocab_shape_and_are_causal() {
         let device = Device::flex();
-        let model = tiny(true).init(1, &device).unwrap();
-        let a = ids_tensor(&[1, 2, 3, 4, 5, 6], 2, 3, &device);
-        let b = ids_tensor(&[1, 2, 9, 4, 5, 7], 2, 3, &device);
-        let logits_a = model.forward(a);
-        assert_eq!(logits_a.dims(), [2, 3, 50]);
-        // Changing the last token must not change earlier positions' logits.
-        let prefix_a = logits_a.narrow(1, 0, 2).into_data();
-        let prefix_b = model.forward(b).narrow(1, 0, 2).into_data();
-        prefix_a.assert_approx_eq::<f32>(&prefix_b, burn::tensor::Tolerance::absolute(1e-6));
+        for config in both(true) {
+            let model = config.init(1, &device).unwrap();
+            let a = ids_tensor(&[1, 2, 3, 4, 5, 6], 2, 3, &device);
+            let b = ids_tensor(&[1, 2, 9, 4, 5, 7], 2, 3, &device);
+            let logits_a = model.forward(a);
+            assert_eq!(logits_a.dims(), [2, 3, 50]);
+            // Changing the last token must not change earlier positions' logits.
+            let prefix_a = logits_a.narrow(1, 0, 2).into_data();
+            let prefix_b = model.forward(b).narrow(1, 0, 2).into_data();
+            prefix_a.assert_approx_eq::<f32>(&prefix_b, burn::tensor::Tolerance::absolute(1e-6));
+        }
+    }
+
+    #[test]
+    fn cached_forward_equals_the_full_forward() {
+        let device = Device::flex();
+        for config in both(false) {
+            let model = config.init(3, &device).unwrap();
+            let ids = [4u32, 9, 1, 30, 7, 22, 5];
+            let full = model.forward(ids_tensor(&ids, 1, 7, &device));
+            let mut cache = KvCache::default();
+            let prompt = model
+                .forward_cached(ids_tensor(&ids[..4], 1, 4, &device), &mut cache)
+                .unwrap();
+            let mut pieces = vec![prompt];
+            for &id in &ids[4..] {
+                pieces.push(
+                    model
+                        .forward_cached(ids_tensor(&[id], 1, 1, &device), &mut cache)
+                        .unwrap(),
+                );
+            }
+            assert_eq!(cache.len(), 7);
+            Tensor::cat(pieces, 1).into_data().assert_approx_eq::<f32>(
+                &full.into_data(),
+                burn::tensor::Tolerance::absolute(1e-5),
+            );
+        }
     }
 
     #[test]
     fn same_seed_gives_same_weights() {
         let device = Device::flex();
         let ids = ids_tensor(&[3, 1, 4, 1], 1, 4, &device);
-        let a = tiny(false).init(5, &device).unwrap().forward(ids.clone());
-        let b = tiny(false).init(5, &device).unwrap().forward(ids);
-        assert_eq!(a.into_data(), b.into_data());
+        for config in both(false) {
+            let a = config.init(5, &device).unwrap().forward(ids.clone());
+            let b = config.init(5, &device).unwrap().forward(ids.clone());
+            assert_eq!(a.into_data(), b.into_data());
+        }
     }
 
     #[test]
     fn mean_pooled_ignores_padding() {
         let device = Device::flex();
-        let model = tiny(true).init(2, &device).unwrap();
-        let padded = model
-            .mean_pooled(ids_tensor(&[7, 8, 0, 0], 1, 4, &device), &[2])
-            .unwrap();
-        let exact = model
-            .mean_pooled(ids_tensor(&[7, 8], 1, 2, &device), &[2])
-            .unwrap();
-        assert_eq!(padded.dims(), [1, 16]);
-        padded
-            .into_data()
-            .assert_approx_eq::<f32>(&exact.into_data(), burn::tensor::Tolerance::absolute(1e-6));
+        for config in both(true) {
+            let model = config.init(2, &device).unwrap();
+            let padded = model
+                .mean_pooled(ids_tensor(&[7, 8, 0, 0], 1, 4, &device), &[2])
+                .unwrap();
+            let exact = model
+                .mean_pooled(ids_tensor(&[7, 8], 1, 2, &device), &[2])
+                .unwrap();
+            assert_eq!(padded.dims(), [1, 16]);
+            padded.into_data().assert_approx_eq::<f32>(
+                &exact.into_data(),
+                burn::tensor::Tolerance::absolute(1e-6),
+            );
+        }
     }
 }

@@ -99,3 +99,36 @@ pub(crate) fn map_params<M: Module>(
         update,
     })
 }
+
+/// Every float parameter's shape and values, by path (host copies).
+pub(crate) fn param_values<M: Module>(model: &M) -> BTreeMap<String, crate::hf::Dense> {
+    struct Reader {
+        path: PathTracker,
+        out: BTreeMap<String, crate::hf::Dense>,
+    }
+    impl ModuleVisitor for Reader {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.enter(name);
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.exit();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let value = param.val();
+            let shape = value.dims().to_vec();
+            let values = value
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .expect("f32 parameter data");
+            self.out
+                .insert(self.path.current(), crate::hf::Dense { shape, values });
+        }
+    }
+    let mut reader = Reader {
+        path: PathTracker::default(),
+        out: BTreeMap::new(),
+    };
+    model.visit(&mut reader);
+    reader.out
+}

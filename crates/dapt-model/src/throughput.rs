@@ -7,8 +7,8 @@ use std::ops::ControlFlow;
 use anyhow::Result;
 use burn::prelude::Device;
 
-use crate::config::GptConfig;
-use crate::model::Gpt;
+use crate::config::ModelConfig;
+use crate::model::Decoder;
 use crate::train::{
     BatchSource, Initialization, StepRecord, TrainConfig, TrainObserver, TrainRun, train,
 };
@@ -55,7 +55,7 @@ pub struct Throughput {
     pub rates: Vec<f64>,
     pub last_loss: f64,
     /// The trained weights (e.g. to time evaluation next).
-    pub model: Gpt,
+    pub model: Decoder,
 }
 
 impl Throughput {
@@ -70,7 +70,7 @@ impl Throughput {
 /// Trains `steps` steps of `batch_size` x `seq_len` tokens (fp32, AdamW, clipping) and
 /// reports every step through `on_step` as well.
 pub fn measure_training(
-    model: &GptConfig,
+    model: &ModelConfig,
     batch_size: usize,
     seq_len: usize,
     steps: u64,
@@ -111,7 +111,7 @@ pub fn measure_training(
             init: Initialization::Scratch,
             device,
         },
-        &mut RandomTokens::new(model.vocab_size),
+        &mut RandomTokens::new(model.vocab_size()),
         &mut [],
         &mut recorder,
     );

@@ -15,11 +15,11 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, CheckpointContents, RngState};
-use crate::config::GptConfig;
-use crate::export::{WEIGHTS_FILE, load_safetensors_weights, read_exported_config};
+use crate::config::ModelConfig;
+use crate::export::{WEIGHTS_FILE, load_exported, load_safetensors_weights, read_exported_config};
 use crate::fsutil::atomic_write;
 use crate::loss::{mean_nll, sum_nll};
-use crate::model::{Gpt, ids_tensor};
+use crate::model::{Decoder, ids_tensor};
 use crate::optim::{AdamWConfig, AdamWState, LrSchedule, clip_scale, global_grad_norm};
 use crate::params::{ParamTensors, take_gradients};
 use crate::rng::derive_seed;
@@ -103,16 +103,16 @@ impl TrainConfig {
         (self.batch_size * self.seq_len * self.grad_accum_steps) as u64
     }
 
-    pub fn validate(&self, model: &GptConfig) -> Result<()> {
+    pub fn validate(&self, model: &ModelConfig) -> Result<()> {
         ensure!(
             self.batch_size > 0 && self.seq_len > 0 && self.grad_accum_steps > 0,
             "train config: batch_size, seq_len and grad_accum_steps must be at least 1"
         );
         ensure!(
-            self.seq_len <= model.context,
+            self.seq_len <= model.context(),
             "train config: seq_len {} exceeds the model context {}; lower seq_len or raise context",
             self.seq_len,
-            model.context
+            model.context()
         );
         ensure!(
             self.peak_lr > 0.0 && (0.0..=self.peak_lr).contains(&self.min_lr),
@@ -145,7 +145,7 @@ pub enum Initialization {
 /// One training run: its directory (checkpoints, log), shapes and where its weights start.
 pub struct TrainRun<'a> {
     pub dir: &'a Path,
-    pub model: &'a GptConfig,
+    pub model: &'a ModelConfig,
     pub config: &'a TrainConfig,
     pub init: Initialization,
     /// The device to train on (autodiff is enabled on it here).
@@ -187,7 +187,7 @@ impl TrainObserver for Silent {}
 
 pub struct TrainOutcome {
     /// Final weights (on the training device, without autodiff).
-    pub model: Gpt,
+    pub model: Decoder,
     pub step: u64,
     /// False when the observer stopped the run early.
     pub finished: bool,
@@ -230,7 +230,7 @@ impl std::error::Error for Diverged {}
 pub const LOG_FILE: &str = "train_log.csv";
 
 struct TrainState {
-    model: Gpt,
+    model: Decoder,
     optimizer: AdamWState,
     step: u64,
     tokens_seen: u64,
@@ -302,7 +302,7 @@ pub fn train(
                 validation,
                 &validation_starts,
                 config,
-                run.model.vocab_size,
+                run.model.vocab_size(),
                 &plain_device,
             )?
         } else {
@@ -402,10 +402,7 @@ fn restore_or_initialise(
                 dir.display(),
                 run.model
             );
-            let weights = dir.join(WEIGHTS_FILE);
-            let bytes =
-                fs::read(&weights).with_context(|| format!("reading {}", weights.display()))?;
-            load_safetensors_weights(run.model.init(run.config.seed, device)?, bytes, &weights)?
+            load_exported(dir, device)?.0
         }
     };
     Ok(TrainState {
@@ -451,14 +448,14 @@ fn next_batch_tensors(
 
 /// Mean loss over the step's micro-batches and the summed gradients of their mean losses.
 fn accumulate_gradients(
-    model: &Gpt,
+    model: &Decoder,
     source: &mut dyn BatchSource,
     config: &TrainConfig,
-    model_config: &GptConfig,
+    model_config: &ModelConfig,
     device: &Device,
     rng: &mut RngState,
 ) -> Result<(f64, ParamTensors)> {
-    let (vocab_size, dropout) = (model_config.vocab_size, model_config.dropout);
+    let (vocab_size, dropout) = (model_config.vocab_size(), model_config.dropout());
     let micro_batches = config.grad_accum_steps;
     let mut total_loss = 0.0;
     let mut summed: Option<ParamTensors> = None;
@@ -500,7 +497,7 @@ fn accumulate_gradients(
 
 /// Mean token NLL on each validation set, always over the same batches.
 fn validation_losses(
-    model: &Gpt,
+    model: &Decoder,
     sets: &mut [ValidationSet],
     starts: &[serde_json::Value],
     config: &TrainConfig,

@@ -6,33 +6,47 @@ use std::fs;
 
 use dapt_model::burn::module::Param;
 use dapt_model::burn::prelude::*;
-use dapt_model::{ARCHITECTURE, export_model, ids_tensor, load_exported, token_nll};
+use dapt_model::{export_model, ids_tensor, load_exported, token_nll};
 use support::*;
 
 #[test]
 fn exported_safetensors_reload_to_identical_logits() {
-    let config = dapt_model::GptConfig {
+    let untied_gpt = dapt_model::ModelConfig::Gpt(dapt_model::GptConfig {
         tie_embeddings: false,
-        ..tiny_model(48)
+        ..tiny_gpt(48)
+    });
+    let dapt_model::ModelConfig::Llama(llama) = tiny_llama(48) else {
+        unreachable!()
     };
+    let untied_llama = dapt_model::ModelConfig::Llama(dapt_model::LlamaConfig {
+        tie_embeddings: false,
+        ..llama
+    });
     let device = Device::flex();
-    let model = config.init(21, &device).unwrap();
-    let dir = scratch_dir("export-roundtrip");
-    export_model(&model, &config, &dir).unwrap();
+    for (config, model_type, width_key) in [
+        (untied_gpt, "gpt2", "n_embd"),
+        (tiny_llama(48), "llama", "hidden_size"),
+        (untied_llama, "llama", "hidden_size"),
+    ] {
+        let model = config.init(21, &device).unwrap();
+        let dir = scratch_dir(&format!("export-roundtrip-{model_type}"));
+        export_model(&model, &config, &dir).unwrap();
 
-    let json: serde_json::Value =
-        serde_json::from_slice(&fs::read(dir.join("config.json")).unwrap()).unwrap();
-    assert_eq!(json["architecture"], ARCHITECTURE);
-    assert_eq!(json["d_model"], 32);
+        let json: serde_json::Value =
+            serde_json::from_slice(&fs::read(dir.join("config.json")).unwrap()).unwrap();
+        assert_eq!(json["model_type"], model_type);
+        assert_eq!(json[width_key], 32);
 
-    // A different seed proves the weights come from the file, not from initialisation.
-    let (reloaded, reloaded_config) = load_exported(&dir, &device).unwrap();
-    assert_eq!(reloaded_config, config);
-    let ids = ids_tensor(&[5, 9, 1, 47, 0, 3, 3, 8], 2, 4, &device);
-    assert_eq!(
-        model.forward(ids.clone()).into_data(),
-        reloaded.forward(ids).into_data()
-    );
+        // Initialisation with seed 0 proves the weights come from the file.
+        let (reloaded, reloaded_config) = load_exported(&dir, &device).unwrap();
+        assert_eq!(reloaded_config, config);
+        let ids = ids_tensor(&[5, 9, 1, 47, 0, 3, 3, 8], 2, 4, &device);
+        assert_eq!(
+            model.forward(ids.clone()).into_data(),
+            reloaded.forward(ids).into_data(),
+            "{model_type}"
+        );
+    }
 }
 
 #[test]
@@ -43,7 +57,10 @@ fn uniform_logits_cost_ln_vocab_per_token() {
     let mut model = config.init(0, &device).unwrap();
     // Zero token embeddings + tied head: every logit is exactly 0, i.e. uniform predictions.
     model.token_embedding.weight = Param::from_data(
-        TensorData::new(vec![0f32; vocab * config.d_model], [vocab, config.d_model]),
+        TensorData::new(
+            vec![0f32; vocab * config.d_model()],
+            [vocab, config.d_model()],
+        ),
         &device,
     );
     let ids: Vec<u32> = (0..37).map(|i| (i * 7 % vocab) as u32).collect();
@@ -105,7 +122,7 @@ fn pooled_features_have_one_row_of_width_d_model_per_document() {
     let refs: Vec<&[u32]> = docs.iter().map(Vec::as_slice).collect();
     let batched = dapt_model::pooled_features(&model, &refs, 2).unwrap();
     assert_eq!(batched.len(), 3);
-    assert!(batched.iter().all(|row| row.len() == config.d_model));
+    assert!(batched.iter().all(|row| row.len() == config.d_model()));
     // Batching with padding does not change a document's features.
     let alone = dapt_model::pooled_features(&model, &refs[..1], 1).unwrap();
     for (a, b) in alone[0].iter().zip(&batched[0]) {

@@ -12,9 +12,14 @@ use dapt_model::{
 use support::*;
 
 #[test]
-fn tiny_model_overfits_one_batch() {
-    let vocab = 32;
-    let model = tiny_model(vocab);
+fn tiny_models_of_both_families_overfit_one_batch() {
+    for model in [tiny_model(32), tiny_llama(32)] {
+        overfits_one_batch(model);
+    }
+}
+
+fn overfits_one_batch(model: dapt_model::ModelConfig) {
+    let vocab = model.vocab_size();
     let config = dapt_model::TrainConfig {
         peak_lr: 1e-2,
         min_lr: 1e-3,
@@ -28,7 +33,7 @@ fn tiny_model_overfits_one_batch() {
     let batch = ProgressionSource::new(vocab as u32)
         .next_batch(config.batch_size, config.seq_len)
         .unwrap();
-    let dir = scratch_dir("overfit");
+    let dir = scratch_dir(&format!("overfit-{}", model.family()));
     let mut recorder = Recorder::default();
     train(
         TrainRun {
@@ -45,7 +50,7 @@ fn tiny_model_overfits_one_batch() {
     .unwrap();
     let first = recorder.records.first().unwrap().train_loss;
     let last = recorder.records.last().unwrap().train_loss;
-    // A fresh GPT predicts roughly uniformly: loss ≈ ln(V) = 3.47 nats.
+    // A fresh model predicts roughly uniformly: loss ≈ ln(V) = 3.47 nats.
     assert!(
         (first - (vocab as f64).ln()).abs() < 0.3,
         "first loss {first}"
@@ -56,13 +61,24 @@ fn tiny_model_overfits_one_batch() {
     );
 }
 
+/// Dropout draws from burn's process-global RNG: the tests whose runs use it take turns.
+static DROPOUT_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The model of the resume tests: dropout on, to exercise the checkpointed RNG stream.
+fn resumable_gpt() -> dapt_model::ModelConfig {
+    dapt_model::ModelConfig::Gpt(dapt_model::GptConfig {
+        dropout: 0.1,
+        ..tiny_gpt(40)
+    })
+}
+
 /// Trains `steps` of a 10-step run in `dir`, stopping early after `stop_after` if given.
-fn run_resumable(dir: &std::path::Path, stop_after: Option<u64>) -> Recorder {
-    let vocab = 40;
-    let model = dapt_model::GptConfig {
-        dropout: 0.1, // exercises the checkpointed RNG stream
-        ..tiny_model(vocab)
-    };
+fn run_resumable(
+    dir: &std::path::Path,
+    model: &dapt_model::ModelConfig,
+    stop_after: Option<u64>,
+) -> Recorder {
+    let vocab = model.vocab_size();
     let config = dapt_model::TrainConfig {
         grad_accum_steps: 2,
         eval_every: 4,
@@ -83,7 +99,7 @@ fn run_resumable(dir: &std::path::Path, stop_after: Option<u64>) -> Recorder {
     train(
         TrainRun {
             dir,
-            model: &model,
+            model,
             config: &config,
             init: Initialization::Scratch,
             device: &Device::flex(),
@@ -98,12 +114,13 @@ fn run_resumable(dir: &std::path::Path, stop_after: Option<u64>) -> Recorder {
 
 #[test]
 fn killed_and_resumed_run_is_bit_exact() {
+    let _turn = DROPOUT_RNG.lock().unwrap_or_else(|e| e.into_inner());
     let straight_dir = scratch_dir("resume-straight");
-    let straight = run_resumable(&straight_dir, None);
+    let straight = run_resumable(&straight_dir, &resumable_gpt(), None);
 
     let resumed_dir = scratch_dir("resume-killed");
     // "Kill" after step 7: the step-6 checkpoint is the newest; step 7 is lost and redone.
-    let killed = run_resumable(&resumed_dir, Some(7));
+    let killed = run_resumable(&resumed_dir, &resumable_gpt(), Some(7));
     assert_eq!(killed.records.len(), 7);
     // Debris of a crash: an abandoned partial save and a torn newer checkpoint.
     let checkpoints = resumed_dir.join(checkpoint::CHECKPOINTS_DIR);
@@ -116,7 +133,7 @@ fn killed_and_resumed_run_is_bit_exact() {
     }
     fs::write(torn.join("model.safetensors"), b"half a file").unwrap();
 
-    let resumed = run_resumable(&resumed_dir, None);
+    let resumed = run_resumable(&resumed_dir, &resumable_gpt(), None);
     assert_eq!(
         resumed.records.first().unwrap().step,
         7,
@@ -183,12 +200,46 @@ fn killed_and_resumed_run_is_bit_exact() {
 }
 
 #[test]
+fn killed_and_resumed_llama_run_is_bit_exact() {
+    let _turn = DROPOUT_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let dapt_model::ModelConfig::Llama(llama) = tiny_llama(40) else {
+        unreachable!()
+    };
+    let model = dapt_model::ModelConfig::Llama(dapt_model::LlamaConfig {
+        dropout: 0.1,
+        ..llama
+    });
+    let straight_dir = scratch_dir("resume-llama-straight");
+    let straight = run_resumable(&straight_dir, &model, None);
+    let resumed_dir = scratch_dir("resume-llama-killed");
+    run_resumable(&resumed_dir, &model, Some(4));
+    let resumed = run_resumable(&resumed_dir, &model, None);
+    assert_eq!(
+        resumed.records.first().unwrap().step,
+        4,
+        "resumed from step 3"
+    );
+    let last = |dir: &std::path::Path| dir.join(checkpoint::CHECKPOINTS_DIR).join("step-000000010");
+    for file in ["model.safetensors", "optimizer.safetensors"] {
+        assert!(
+            fs::read(last(&straight_dir).join(file)).unwrap()
+                == fs::read(last(&resumed_dir).join(file)).unwrap(),
+            "{file} differs between the straight and the resumed Llama run"
+        );
+    }
+    assert_eq!(
+        straight.records.last().unwrap().train_loss,
+        resumed.records.last().unwrap().train_loss
+    );
+}
+
+#[test]
 fn nan_guard_stops_on_a_poisoned_batch_and_keeps_the_last_good_checkpoint() {
     let vocab = 24;
-    let model_config = dapt_model::GptConfig {
+    let model_config = dapt_model::ModelConfig::Gpt(dapt_model::GptConfig {
         tie_embeddings: false, // so a NaN input row poisons only batches that use that token
-        ..tiny_model(vocab)
-    };
+        ..tiny_gpt(vocab)
+    });
     let poison_token = vocab as u32 - 1;
     let device = Device::flex();
     let mut model = model_config.init(3, &device).unwrap();

@@ -420,14 +420,24 @@ fn models_section(w: &mut String, input: &ReportInput) {
     for m in &input.models {
         let c = m.stage.counts_value();
         let arch = match at(&c, &["model"]) {
-            Some(cfg) => format!(
-                "{}L {}H d{} ctx{} V{}",
-                int(num(cfg, &["n_layer"])),
-                int(num(cfg, &["n_head"])),
-                int(num(cfg, &["d_model"])),
-                int(num(cfg, &["context"])),
-                int(num(cfg, &["vocab_size"])),
-            ),
+            Some(cfg) => {
+                let family = at(cfg, &["family"])
+                    .and_then(Value::as_str)
+                    .unwrap_or("gpt");
+                let heads = match at(cfg, &["n_kv_head"]) {
+                    Some(kv) if kv != at(cfg, &["n_head"]).unwrap_or(&Value::Null) => {
+                        format!("{}H/{}KV", int(num(cfg, &["n_head"])), int(kv.as_f64()))
+                    }
+                    _ => format!("{}H", int(num(cfg, &["n_head"]))),
+                };
+                format!(
+                    "{family} {}L {heads} d{} ctx{} V{}",
+                    int(num(cfg, &["n_layer"])),
+                    int(num(cfg, &["d_model"])),
+                    int(num(cfg, &["context"])),
+                    int(num(cfg, &["vocab_size"])),
+                )
+            }
             None => MISSING.into(),
         };
         let budget = Budget::of(input, &m.stage.name);

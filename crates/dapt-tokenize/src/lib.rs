@@ -32,5 +32,5 @@ pub use stats::{Fertility, TokenCounts, TokenStats};
 pub use tokenizers::Tokenizer;
 pub use trainer::{
     DomainSample, END_OF_TEXT, PAD, TokenizerTrainingConfig, TrainedTokenizer, end_of_text_id,
-    load_tokenizer, save_tokenizer, train_tokenizer,
+    hf_tokenizer_config, load_tokenizer, save_tokenizer, train_tokenizer,
 };

@@ -232,3 +232,24 @@ pub fn end_of_text_id(tokenizer: &Tokenizer) -> Result<u32> {
         format!("the tokenizer has no {END_OF_TEXT} token; train one with dapt or add it")
     })
 }
+
+/// The `tokenizer_config.json` transformers' `AutoTokenizer` needs beside a dapt
+/// `tokenizer.json`: the fast tokenizer class as it is (no added BOS, no extra cleanup),
+/// `<|endoftext|>` as end-of-sequence and beginning token, as GPT-2's, and `PAD` when the
+/// tokenizer has it.
+pub fn hf_tokenizer_config(tokenizer: &Tokenizer, model_max_length: usize) -> serde_json::Value {
+    let mut config = serde_json::json!({
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "model_max_length": model_max_length,
+        "bos_token": END_OF_TEXT,
+        "eos_token": END_OF_TEXT,
+        "unk_token": null,
+        "clean_up_tokenization_spaces": false,
+        "add_bos_token": false,
+        "add_eos_token": false,
+    });
+    if tokenizer.token_to_id(PAD).is_some() {
+        config["pad_token"] = PAD.into();
+    }
+    config
+}

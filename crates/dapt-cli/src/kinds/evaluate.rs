@@ -316,7 +316,7 @@ impl StageKind for EvaluateKind {
 }
 
 fn score_model(
-    model: &dapt_model::Gpt,
+    model: &dapt_model::Decoder,
     work: &Workload,
     p: &Params,
 ) -> anyhow::Result<ModelScores> {

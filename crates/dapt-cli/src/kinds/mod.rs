@@ -8,6 +8,8 @@ mod dedup;
 mod docs;
 mod evaluate;
 mod ingest;
+mod model;
+pub mod model_card;
 mod pretrain;
 mod report;
 mod split;
@@ -33,6 +35,7 @@ pub fn registry() -> Registry {
         .register(tokenize::TokenizeKind)
         .register(pretrain::PretrainKind)
         .register(continued::ContinueKind)
+        .register(model::ModelKind)
         .register(evaluate::EvaluateKind)
         .register(report::ReportKind)
         .set_corpus_check(ingest::check_corpus);

@@ -1,8 +1,8 @@
 //! `kind = "tokenizer"`: trains a byte-level BPE tokenizer (Hugging Face
 //! `tokenizers`) on a sample of the training split drawn from each domain in its
-//! configured share — BloombergGPT trained its own — or, with `from = "PATH"`,
-//! reuses an existing `tokenizer.json` (required when continuing a model that has
-//! one). Writes `out/tokenizer.json`, which loads unchanged in Python `tokenizers`.
+//! configured share — BloombergGPT trained its own — or, with `from`, reuses an
+//! existing one: an input stage's model's (`from = "smollm2"`, required when continuing
+//! that model) or a `tokenizer.json` file (`from = "PATH"`). Writes `out/tokenizer.json`, which loads unchanged in Python `tokenizers`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,7 +24,8 @@ struct Params {
     sample_mb: u64,
     /// Domain -> share of the sample (e.g. financial = 0.5, general = 0.5).
     shares: BTreeMap<String, f64>,
-    /// Reuse this tokenizer.json (relative to the pipeline file) instead of training.
+    /// Reuse a tokenizer instead of training one: an input stage holding a model (its
+    /// `model/tokenizer.json`), or a tokenizer.json file (relative to the pipeline file).
     from: Option<PathBuf>,
 }
 
@@ -40,6 +41,14 @@ impl Default for Params {
 }
 
 pub struct TokenizerKind;
+
+/// Whether `from` names one of the stage's inputs rather than a file.
+fn names_input(stage: &StageSpec, from: &std::path::Path) -> bool {
+    stage
+        .inputs
+        .iter()
+        .any(|input| std::path::Path::new(input) == from)
+}
 
 impl StageKind for TokenizerKind {
     fn name(&self) -> &'static str {
@@ -63,7 +72,11 @@ impl StageKind for TokenizerKind {
 
     fn deps(&self, stage: &StageSpec, pipeline: &Pipeline) -> anyhow::Result<Vec<PathBuf>> {
         let p: Params = params(stage)?;
-        Ok(p.from.map(|f| pipeline.root.join(f)).into_iter().collect())
+        Ok(p.from
+            .filter(|f| !names_input(stage, f))
+            .map(|f| pipeline.root.join(f))
+            .into_iter()
+            .collect())
     }
 
     fn run(&self, ctx: &StageContext) -> anyhow::Result<RunReport> {
@@ -71,7 +84,12 @@ impl StageKind for TokenizerKind {
         let out = ctx.out_dir.join(TOKENIZER_FILE);
         let mut counts = BTreeMap::new();
         if let Some(from) = &p.from {
-            let path = ctx.root().join(from);
+            let path = if names_input(ctx.stage, from) {
+                super::training::model_dir(&ctx.input_dir(&from.to_string_lossy()))
+                    .join(TOKENIZER_FILE)
+            } else {
+                ctx.root().join(from)
+            };
             let tokenizer = load_tokenizer(&path)
                 .with_context(|| format!("loading the tokenizer `from` {}", path.display()))?;
             save_tokenizer(&tokenizer, &out)?;

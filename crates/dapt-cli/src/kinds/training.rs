@@ -19,8 +19,9 @@ use std::time::Instant;
 use anyhow::{Context, bail, ensure};
 use dapt_dag::{ParamError, RunReport, StageContext, parse_params};
 use dapt_model::{
-    AdamWConfig, BatchSource, ComputeBudget, GptConfig, Initialization, StepRecord, TrainConfig,
-    TrainObserver, TrainRun, ValidationSet, device_from_name, export_model, train,
+    AdamWConfig, BatchSource, ComputeBudget, GptConfig, Initialization, LlamaConfig, ModelConfig,
+    StepRecord, TrainConfig, TrainObserver, TrainRun, ValidationSet, device_from_name,
+    export_model, train,
 };
 use dapt_report::TrainLog;
 use dapt_tokenize::{
@@ -29,34 +30,83 @@ use dapt_tokenize::{
 use serde::{Deserialize, Serialize};
 
 use super::docs::params;
+use super::model_card::{self, Card};
 use super::tokenize::TOKENS;
 use super::tokenizer::TOKENIZER_FILE;
 
 pub const MODEL_DIR: &str = "model";
 pub const MIXTURE_FILE: &str = "mixture.json";
+/// transformers' tokenizer settings beside `tokenizer.json`.
+pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
 
 /// The architecture of a `pretrain` model (the vocabulary comes from the tokenizer).
+/// `family = "gpt"` (the default) or `"llama"`; the Llama-only keys default to
+/// `n_kv_head = n_head`, `d_ff` = the SwiGLU width of Llama (8/3·d rounded up to 64) and
+/// `rope_theta = 10000`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelShape {
+    #[serde(default = "default_family")]
+    pub family: String,
     pub n_layer: usize,
     pub n_head: usize,
     pub d_model: usize,
     pub context: usize,
     #[serde(default)]
     pub dropout: f64,
+    pub n_kv_head: Option<usize>,
+    pub d_ff: Option<usize>,
+    pub rope_theta: Option<f64>,
+    pub tie_embeddings: Option<bool>,
+}
+
+fn default_family() -> String {
+    "gpt".into()
 }
 
 impl ModelShape {
-    pub fn with_vocab(&self, vocab_size: usize) -> GptConfig {
-        GptConfig {
-            vocab_size,
-            n_layer: self.n_layer,
-            n_head: self.n_head,
-            d_model: self.d_model,
-            context: self.context,
-            dropout: self.dropout,
-            tie_embeddings: true,
+    pub fn with_vocab(&self, vocab_size: usize) -> anyhow::Result<ModelConfig> {
+        let tie_embeddings = self.tie_embeddings.unwrap_or(true);
+        match self.family.as_str() {
+            "gpt" => {
+                for (key, set) in [
+                    ("n_kv_head", self.n_kv_head.is_some()),
+                    ("d_ff", self.d_ff.is_some()),
+                    ("rope_theta", self.rope_theta.is_some()),
+                ] {
+                    ensure!(
+                        !set,
+                        "`{key}` is a Llama option; set family = \"llama\" or remove it"
+                    );
+                }
+                Ok(ModelConfig::Gpt(GptConfig {
+                    vocab_size,
+                    n_layer: self.n_layer,
+                    n_head: self.n_head,
+                    d_model: self.d_model,
+                    context: self.context,
+                    dropout: self.dropout,
+                    tie_embeddings,
+                    ..GptConfig::default()
+                }))
+            }
+            "llama" => Ok(ModelConfig::Llama(LlamaConfig {
+                vocab_size,
+                n_layer: self.n_layer,
+                n_head: self.n_head,
+                n_kv_head: self.n_kv_head.unwrap_or(self.n_head),
+                d_model: self.d_model,
+                d_ff: self
+                    .d_ff
+                    .unwrap_or_else(|| (8 * self.d_model / 3).div_ceil(64) * 64),
+                context: self.context,
+                head_dim: self.d_model / self.n_head.max(1),
+                rope_theta: self.rope_theta.unwrap_or(10_000.0),
+                tie_embeddings,
+                dropout: self.dropout,
+                ..LlamaConfig::default()
+            })),
+            other => bail!("family {other:?} is not a model family (gpt, llama)"),
         }
     }
 }
@@ -173,7 +223,7 @@ impl Params {
             _ => {}
         }
         if let Some(shape) = &p.model
-            && let Err(e) = shape.with_vocab(1).validate()
+            && let Err(e) = shape.with_vocab(1).and_then(|model| model.validate())
         {
             errors.push(ParamError::invalid("model", format!("{e:#}")));
         }
@@ -332,7 +382,7 @@ pub fn run(ctx: &StageContext, start: Start) -> anyhow::Result<RunReport> {
     let (model, init, tokens_before) = match start {
         Start::Scratch => {
             let shape = p.model.as_ref().expect("checked: pretrain has a model");
-            (shape.with_vocab(vocab_size), Initialization::Scratch, 0)
+            (shape.with_vocab(vocab_size)?, Initialization::Scratch, 0)
         }
         Start::Continue => {
             let from = p.from.as_ref().expect("checked: continue has from");
@@ -349,12 +399,12 @@ pub fn run(ctx: &StageContext, start: Start) -> anyhow::Result<RunReport> {
         }
     };
     ensure!(
-        model.vocab_size == vocab_size,
+        model.vocab_size() == vocab_size,
         "the model's vocabulary has {} entries but the tokenizer of stage `{}` has {vocab_size}",
-        model.vocab_size,
+        model.vocab_size(),
         p.tokenizer
     );
-    let seq_len = p.seq_len.unwrap_or(model.context);
+    let seq_len = p.seq_len.unwrap_or(model.context());
 
     let token_manifest = ctx.input_manifest(&p.tokens)?;
     let by_domain_split = token_manifest
@@ -442,6 +492,21 @@ pub fn run(ctx: &StageContext, start: Start) -> anyhow::Result<RunReport> {
         &model_out.join(TOKENIZER_FILE),
         &std::fs::read(&tokenizer_path)?,
     )?;
+    // transformers' tokenizer settings: the base model's when it has them (its special
+    // tokens), else dapt's own.
+    let base_settings = p
+        .from
+        .as_ref()
+        .map(|from| model_dir(&ctx.input_dir(from)).join(TOKENIZER_CONFIG_FILE))
+        .filter(|file| file.is_file());
+    let settings = match base_settings {
+        Some(file) => std::fs::read(file)?,
+        None => serde_json::to_vec_pretty(&dapt_tokenize::hf_tokenizer_config(
+            &tokenizer,
+            model.context(),
+        ))?,
+    };
+    dapt_dag::fsutil::atomic_write(&model_out.join(TOKENIZER_CONFIG_FILE), &settings)?;
     let mixture = source.0.report();
     dapt_dag::fsutil::atomic_write(
         &ctx.out_dir.join(MIXTURE_FILE),
@@ -451,6 +516,27 @@ pub fn run(ctx: &StageContext, start: Start) -> anyhow::Result<RunReport> {
     let log = TrainLog::read(&ctx.out_dir.join(dapt_model::LOG_FILE))?;
     let tokens = outcome.step * config.tokens_per_step();
     let tokens_total = tokens_before + tokens;
+    model_card::write(
+        &model_out,
+        &Card {
+            title: format!("{} (dapt stage `{}`)", ctx.pipeline.name, ctx.stage.name),
+            base_model: p.from.clone(),
+            license: "other".into(),
+            model: model.clone(),
+            summary: match &p.from {
+                Some(from) => format!(
+                    "Continued pre-training of stage `{from}`'s model on a domain mixture \
+                     (domain-adaptive pre-training)."
+                ),
+                None => "A language model pre-trained from scratch by dapt.".into(),
+            },
+            mixture: Some(serde_json::to_value(&mixture)?),
+            tokens: Some((tokens, tokens_total)),
+            training: Some(serde_json::to_value(&config)?),
+            validation: log.last_validation().into_iter().collect(),
+            evaluation: Vec::new(),
+        },
+    )?;
     let params = model.param_count() as u64;
     let mut counts = BTreeMap::new();
     let mut put = |key: &str, value: serde_json::Value| counts.insert(key.to_owned(), value);

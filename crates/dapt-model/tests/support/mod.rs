@@ -5,19 +5,39 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, ensure};
-use dapt_model::{BatchSource, GptConfig, StepRecord, TrainConfig, TrainObserver};
+use dapt_model::{
+    BatchSource, GptConfig, LlamaConfig, ModelConfig, StepRecord, TrainConfig, TrainObserver,
+};
 use serde_json::json;
 
-pub fn tiny_model(vocab_size: usize) -> GptConfig {
+pub fn tiny_gpt(vocab_size: usize) -> GptConfig {
     GptConfig {
         vocab_size,
         n_layer: 2,
         n_head: 2,
         d_model: 32,
         context: 16,
-        dropout: 0.0,
-        tie_embeddings: true,
+        ..GptConfig::default()
     }
+}
+
+pub fn tiny_model(vocab_size: usize) -> ModelConfig {
+    ModelConfig::Gpt(tiny_gpt(vocab_size))
+}
+
+/// A Llama of the same width: 4 query heads sharing 2 key/value heads.
+pub fn tiny_llama(vocab_size: usize) -> ModelConfig {
+    ModelConfig::Llama(LlamaConfig {
+        vocab_size,
+        n_layer: 2,
+        n_head: 4,
+        n_kv_head: 2,
+        d_model: 32,
+        d_ff: 64,
+        context: 16,
+        head_dim: 8,
+        ..LlamaConfig::default()
+    })
 }
 
 pub fn tiny_training(max_steps: u64) -> TrainConfig {

@@ -1,0 +1,167 @@
+//! dapt's import of tiny random transformers models gives transformers' logits.
+//!
+//! The fixtures under `tests/fixtures/hf/` are made by `scripts/make_hf_fixtures.py`
+//! (GPT-2 with tanh and erf GELU, tied and untied; Llama with grouped-query attention,
+//! tied and untied, rope scaling): each folder is what `save_pretrained` wrote, plus
+//! `reference.safetensors` with the `input_ids` it was run on and the `logits` it gave.
+//! `just test-hf` checks the other direction (dapt's exports load in transformers).
+
+use std::path::{Path, PathBuf};
+
+use dapt_model::burn::prelude::*;
+use dapt_model::{ids_tensor, load_exported};
+use safetensors::SafeTensors;
+use safetensors::tensor::Dtype;
+
+fn fixtures() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", root.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("reference.safetensors").is_file())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// `input_ids` (as u32, with their [B, T] shape) and the flat `logits`.
+fn reference(dir: &Path) -> (Vec<u32>, [usize; 2], Vec<f32>, Vec<usize>) {
+    let bytes = std::fs::read(dir.join("reference.safetensors")).unwrap();
+    let tensors = SafeTensors::deserialize(&bytes).unwrap();
+    let ids = tensors.tensor("input_ids").unwrap();
+    let shape = [ids.shape()[0], ids.shape()[1]];
+    let ids: Vec<u32> = match ids.dtype() {
+        Dtype::I64 => ids
+            .data()
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as u32)
+            .collect(),
+        Dtype::I32 => ids
+            .data()
+            .chunks_exact(4)
+            .map(|b| i32::from_le_bytes(b.try_into().unwrap()) as u32)
+            .collect(),
+        other => panic!("input_ids of {} are {other:?}", dir.display()),
+    };
+    let logits = tensors.tensor("logits").unwrap();
+    assert_eq!(logits.dtype(), Dtype::F32);
+    let values = logits
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    (ids, shape, values, logits.shape().to_vec())
+}
+
+#[test]
+fn imported_transformers_models_give_transformers_logits() {
+    let dirs = fixtures();
+    let names: Vec<String> = dirs
+        .iter()
+        .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for family in ["gpt2", "llama"] {
+        assert!(
+            names.iter().filter(|n| n.starts_with(family)).count() >= 2,
+            "expected tied and untied {family} fixtures, found {names:?}"
+        );
+    }
+    let device = Device::flex();
+    for dir in &dirs {
+        let (model, config) = load_exported(dir, &device)
+            .unwrap_or_else(|e| panic!("importing {}: {e:#}", dir.display()));
+        let (ids, [rows, cols], expected, shape) = reference(dir);
+        let logits = model.forward(ids_tensor(&ids, rows, cols, &device));
+        assert_eq!(logits.dims().to_vec(), shape, "{}", dir.display());
+        let got = logits.into_data().try_into_vec::<f32>().unwrap();
+        let max_diff = got
+            .iter()
+            .zip(&expected)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        // The logits are O(1)-O(10): the tolerance is tight enough that a wrong layout,
+        // norm, activation or rotary convention fails by orders of magnitude.
+        assert!(
+            max_diff <= 1e-4,
+            "{} ({}): max |Δlogit| = {max_diff}",
+            dir.display(),
+            config.family()
+        );
+        eprintln!("{}: max |Δlogit| = {max_diff:.2e}", dir.display());
+    }
+}
+
+/// Keeps, reshapes or drops one tensor (name, shape, bytes) of a safetensors file.
+type Edit = dyn Fn(&str, Vec<usize>, Vec<u8>) -> Option<(Vec<usize>, Vec<u8>)>;
+
+#[test]
+fn a_missing_or_misshapen_tensor_is_named() {
+    let source = fixtures()
+        .into_iter()
+        .find(|d| {
+            d.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("llama")
+        })
+        .expect("a llama fixture");
+    let bytes = std::fs::read(source.join("model.safetensors")).unwrap();
+    let tensors = SafeTensors::deserialize(&bytes).unwrap();
+    let rewrite = |dir: &Path, edit: &Edit| {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::copy(source.join("config.json"), dir.join("config.json")).unwrap();
+        let kept: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+            .tensors()
+            .into_iter()
+            .filter_map(|(name, view)| {
+                edit(&name, view.shape().to_vec(), view.data().to_vec())
+                    .map(|(shape, data)| (name, shape, data))
+            })
+            .collect();
+        let views: Vec<(String, safetensors::tensor::TensorView)> = kept
+            .iter()
+            .map(|(name, shape, data)| {
+                (
+                    name.clone(),
+                    safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), data).unwrap(),
+                )
+            })
+            .collect();
+        std::fs::write(
+            dir.join("model.safetensors"),
+            safetensors::serialize(views, None).unwrap(),
+        )
+        .unwrap();
+    };
+    let scratch = std::env::temp_dir().join(format!("dapt-hf-bad-{}", std::process::id()));
+    let missing = scratch.join("missing");
+    rewrite(&missing, &|name, shape, data| {
+        (name != "model.layers.1.self_attn.k_proj.weight").then_some((shape, data))
+    });
+    let message = format!(
+        "{:#}",
+        load_exported(&missing, &Device::flex()).err().unwrap()
+    );
+    assert!(
+        message.contains("model.layers.1.self_attn.k_proj.weight") && message.contains("missing"),
+        "{message}"
+    );
+    let misshapen = scratch.join("misshapen");
+    rewrite(&misshapen, &|name, shape, data| {
+        if name == "model.layers.0.mlp.up_proj.weight" {
+            // The same elements as [cols, rows]: a transposed tensor.
+            Some((vec![shape[1], shape[0]], data))
+        } else {
+            Some((shape, data))
+        }
+    });
+    let message = format!(
+        "{:#}",
+        load_exported(&misshapen, &Device::flex()).err().unwrap()
+    );
+    assert!(
+        message.contains("model.layers.0.mlp.up_proj.weight"),
+        "{message}"
+    );
+    std::fs::remove_dir_all(&scratch).ok();
+}
