@@ -127,7 +127,10 @@ impl StageKind for ModelKind {
                 let staging = ctx.out_dir.join("gguf-import");
                 let summary = dapt_gguf::write_hf_folder(path, &staging)
                     .with_context(|| format!("importing {}", path.display()))?;
-                counts.insert("gguf".into(), serde_json::to_value(&summary)?);
+                let mut summary = serde_json::to_value(&summary)?;
+                // Paths of the staging folder: not part of what was imported.
+                summary.as_object_mut().map(|s| s.remove("files"));
+                counts.insert("gguf".into(), summary);
                 staging
             }
             Source::HuggingFace(dir) => dir.clone(),
