@@ -40,6 +40,16 @@ for shape in "2 128 4" "4 256 4"; do
   done
 done
 
+# SmolLM2-135M's Llama shape (B4 T256) against transformers' LlamaForCausalLM (eager
+# attention), fewer steps: a step takes seconds here.
+llama_steps="${BENCH_LLAMA_STEPS:-6}"
+"$venv/bin/python" -c "import transformers" 2>/dev/null || scripts/torch-venv.sh "$venv" transformers==5.25.0
+for _ in $(seq "$reps"); do
+  printf '%s\ttorch\t%s\n' "smollm2" "$("$venv/bin/python" scripts/bench_torch_llama.py --steps "$llama_steps" --threads 2 \
+    --batch 4 --seq-len 256 | tail -1)" >>"$runs"
+  printf '%s\tflex\t%s\n' "smollm2" "$(target/release/examples/train_throughput cpu "$llama_steps" smollm2 | tail -1)" >>"$runs"
+done
+
 python3 - "$runs" <<'PY'
 import json, statistics, sys
 from collections import defaultdict

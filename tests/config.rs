@@ -102,7 +102,11 @@ fn a_syntax_error_and_a_missing_corpus_are_located() {
 #[test]
 fn the_shipped_pipelines_are_valid() {
     let root = dapt_testdata::workspace_root();
-    for file in ["pipeline.toml", "configs/gpu.toml"] {
+    for (file, base) in [
+        ("pipeline.toml", "base"),
+        ("configs/gpu.toml", "base"),
+        ("configs/smollm2.toml", "smollm2"),
+    ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_dapt"))
             .args(["graph", "-c"])
             .arg(root.join(file))
@@ -116,7 +120,7 @@ fn the_shipped_pipelines_are_valid() {
         let graph = String::from_utf8_lossy(&out.stdout);
         for stage in [
             "tokenize",
-            "base",
+            base,
             "continue_mix",
             "continue_financial",
             "evaluate",

@@ -80,27 +80,82 @@ fn an_imported_gguf_model_is_continued_evaluated_and_sampled() {
         bits_per_byte(&sb, "imported", "financial"),
         bits_per_byte(&sb, "financial", "financial"),
     );
-    assert!(after < before - 0.1, "financial bits per byte {before} -> {after}");
-    let card = std::fs::read_to_string(sb.path(".dapt/stages/financial/out/model/README.md")).unwrap();
-    assert!(card.contains("base_model: imported") && card.contains("| financial |"), "{card}");
+    assert!(
+        after < before - 0.1,
+        "financial bits per byte {before} -> {after}"
+    );
+    let card =
+        std::fs::read_to_string(sb.path(".dapt/stages/financial/out/model/README.md")).unwrap();
+    assert!(
+        card.contains("base_model: imported") && card.contains("| financial |"),
+        "{card}"
+    );
+
+    // Exported for the hub: the folder, and a card with the evaluate stage's scores.
+    let exported = sb.path("exported");
+    sb.dapt_expect(&["export", "financial", exported.to_str().unwrap()], 0);
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        assert_eq!(
+            std::fs::read(exported.join(file)).unwrap(),
+            std::fs::read(sb.path(".dapt/stages/financial/out/model").join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    let card = std::fs::read_to_string(exported.join("README.md")).unwrap();
+    assert!(
+        card.contains("Scores of evaluate stage `evaluate`"),
+        "{card}"
+    );
+    assert!(
+        card.contains(&format!("| financial | {after:.4} |")),
+        "{card}"
+    );
 
     // Generation: greedy is deterministic, sampling is seeded.
     let generate = |stage: &str, extra: &[&str]| {
-        let mut args = vec!["generate", stage, "--prompt", "The company said", "--max-tokens", "12"];
+        let mut args = vec![
+            "generate",
+            stage,
+            "--prompt",
+            "The company said",
+            "--max-tokens",
+            "12",
+        ];
         args.extend_from_slice(extra);
         stdout(&sb.dapt_expect(&args, 0))
     };
     let greedy = generate("financial", &[]);
     assert!(greedy.starts_with("The company said"), "{greedy}");
-    assert!(greedy.len() > "The company said".len() + 1, "nothing generated: {greedy:?}");
+    assert!(
+        greedy.len() > "The company said".len() + 1,
+        "nothing generated: {greedy:?}"
+    );
     assert_eq!(greedy, generate("financial", &[]));
-    let sampled = |seed: &str| generate("financial", &["--temperature", "1.0", "--top-p", "0.9", "--seed", seed]);
+    let sampled = |seed: &str| {
+        generate(
+            "financial",
+            &["--temperature", "1.0", "--top-p", "0.9", "--seed", seed],
+        )
+    };
     assert_eq!(sampled("3"), sampled("3"));
-    assert_ne!(generate("imported", &[]), greedy, "training changed nothing");
+    assert_ne!(
+        generate("imported", &[]),
+        greedy,
+        "training changed nothing"
+    );
 
     // The file is content-hashed: a copy with a new mtime changes nothing...
     let before_runs = sb.dapt_expect(&["run"], 0);
-    assert!(!stdout(&before_runs).contains("ran "), "{}", stdout(&before_runs));
+    assert!(
+        !stdout(&before_runs).contains("ran "),
+        "{}",
+        stdout(&before_runs)
+    );
     std::fs::write(sb.path("tiny.gguf"), std::fs::read(GGUF_FIXTURE).unwrap()).unwrap();
     let (state, _) = sb.state_of("imported");
     assert_eq!(state, "fresh");
@@ -119,13 +174,19 @@ fn a_damaged_gguf_fails_its_stage_naming_the_file_and_the_problem() {
     std::fs::write(sb.path("tiny.gguf"), &bytes[..bytes.len() - 100]).unwrap();
     let out = sb.dapt_expect(&["run", "imported"], 1);
     let text = format!("{}{}", stdout(&out), stderr(&out));
-    assert!(text.contains("tiny.gguf") && text.contains("truncated"), "{text}");
+    assert!(
+        text.contains("tiny.gguf") && text.contains("truncated"),
+        "{text}"
+    );
     let mut bad = bytes.clone();
     bad[..4].copy_from_slice(b"GGXF");
     std::fs::write(sb.path("tiny.gguf"), &bad).unwrap();
     let out = sb.dapt_expect(&["run", "imported"], 1);
     let text = format!("{}{}", stdout(&out), stderr(&out));
-    assert!(text.contains("tiny.gguf") && text.contains("magic"), "{text}");
+    assert!(
+        text.contains("tiny.gguf") && text.contains("magic"),
+        "{text}"
+    );
     // Fixed, the rerun imports it.
     std::fs::write(sb.path("tiny.gguf"), &bytes).unwrap();
     sb.dapt_expect(&["run", "imported"], 0);

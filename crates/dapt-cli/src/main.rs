@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 a stage failed or another runtime error; 2 the pipeline
 //! file (or the command line) is invalid; 3 another run holds the work directory.
 
+mod export;
 mod generate;
 mod inspect;
 mod kinds;
@@ -114,6 +115,14 @@ enum Cmd {
         #[command(flatten)]
         pipeline: PipelineArg,
     },
+    /// Copy a stage's model (a Hugging Face folder) to DIR with a model card that includes
+    /// the pipeline's evaluation scores of it.
+    Export {
+        stage: String,
+        dir: PathBuf,
+        #[command(flatten)]
+        pipeline: PipelineArg,
+    },
     /// Delete the outputs and state of STAGES (all when none), so they run again.
     Clean {
         stages: Vec<String>,
@@ -173,6 +182,23 @@ fn run(cmd: Cmd, registry: &Registry) -> anyhow::Result<ExitCode> {
                 },
             };
             generate::run(&pipeline, &request, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Export {
+            stage,
+            dir,
+            pipeline,
+        } => {
+            let pipeline = match load(&pipeline, registry) {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            let card = export::export(&pipeline, &stage, &dir)?;
+            println!(
+                "exported `{stage}` to {} (with the scores of {} evaluate stage(s))",
+                dir.display(),
+                card.evaluation.len()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Plan { json, pipeline } => {
