@@ -26,18 +26,7 @@ fn main() -> Result<()> {
     let steps: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(8);
     let rest: Vec<String> = args.collect();
     let (model, batch, seq_len) = if rest.first().map(String::as_str) == Some("smollm2") {
-        let smollm2 = LlamaConfig {
-            vocab_size: 49_152,
-            n_layer: 30,
-            n_head: 9,
-            n_kv_head: 3,
-            d_model: 576,
-            d_ff: 1536,
-            context: 2048,
-            head_dim: 64,
-            rope_theta: 100_000.0,
-            ..LlamaConfig::default()
-        };
+        let smollm2 = LlamaConfig::smollm2_135m();
         (ModelConfig::Llama(smollm2), 4, 256)
     } else {
         let mut shape = rest.iter().map(|s| s.parse::<usize>());

@@ -108,6 +108,25 @@ impl Default for LlamaConfig {
     }
 }
 
+impl LlamaConfig {
+    /// SmolLM2-135M's shape (its model card's `config.json`): 30 layers, d 576, 9 query
+    /// and 3 key/value heads, SwiGLU 1536, vocabulary 49,152, tied head, rope theta 1e5.
+    pub fn smollm2_135m() -> Self {
+        Self {
+            vocab_size: 49_152,
+            n_layer: 30,
+            n_head: 9,
+            n_kv_head: 3,
+            d_model: 576,
+            d_ff: 1536,
+            context: 2048,
+            head_dim: 64,
+            rope_theta: 100_000.0,
+            ..Self::default()
+        }
+    }
+}
+
 /// How rotary frequencies are stretched for contexts longer than pre-training's, as
 /// transformers' `rope_scaling` (`modeling_rope_utils.py`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -398,18 +417,7 @@ mod tests {
 
     #[test]
     fn smollm2_135m_has_134_5m_parameters() {
-        let smollm2 = ModelConfig::Llama(LlamaConfig {
-            vocab_size: 49_152,
-            n_layer: 30,
-            n_head: 9,
-            n_kv_head: 3,
-            d_model: 576,
-            d_ff: 1536,
-            context: 2048,
-            head_dim: 64,
-            rope_theta: 100_000.0,
-            ..LlamaConfig::default()
-        });
+        let smollm2 = ModelConfig::Llama(LlamaConfig::smollm2_135m());
         // The model card's count: 134,515,008 (tied head).
         assert_eq!(smollm2.param_count(), 134_515_008);
     }
