@@ -12,7 +12,8 @@ out="${1:-target/bench}"
 venv="$out/venv-torch"
 scripts/torch-venv.sh "$venv"
 cargo build --quiet --release -p dapt-model --example train_throughput
-export RAYON_NUM_THREADS=2 OMP_NUM_THREADS=2
+# As the dapt binary sets it (crates/dapt-cli/src/main.rs): freed memory stays mapped.
+export RAYON_NUM_THREADS=2 OMP_NUM_THREADS=2 MIMALLOC_PURGE_DELAY=-1
 tch_bin=target/tch/cargo/release/examples/train_throughput
 ndarray_bin=target/ndarray/release/examples/train_throughput
 torch_lib=$("$venv/bin/python" -c "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))")
