@@ -5,6 +5,7 @@
 //! `model.safetensors` is written, so memory holds the mapped GGUF and one `f32` tensor, not the
 //! whole `f32` model. Each file goes to `<name>.tmp` first and is renamed into place.
 
+use dapt_dag::fsutil::{atomic_write, sync_dir, tmp_path};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -92,18 +93,10 @@ fn io_error(path: &Path, action: impl Into<String>) -> impl FnOnce(std::io::Erro
     }
 }
 
-/// `path` with `.tmp` appended to its file name.
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    path.with_file_name(name)
-}
-
-/// Write `bytes` to `path` via `path.tmp` and a rename.
+/// Write `bytes` to `path` atomically (the workspace's one writer: temporary sibling,
+/// fsync, rename).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = tmp_path(path);
-    std::fs::write(&tmp, bytes).map_err(io_error(&tmp, "writing"))?;
-    std::fs::rename(&tmp, path).map_err(io_error(path, format!("renaming {} to", tmp.display())))
+    atomic_write(path, bytes).map_err(io_error(path, "writing"))
 }
 
 fn write_json(path: &Path, value: &Json) -> Result<()> {
@@ -193,6 +186,7 @@ pub fn write_hf_folder_from(gguf: &Gguf, out_dir: impl AsRef<Path>) -> Result<Co
         .map_err(io_error(&tmp, "setting the permissions of"))?;
     std::fs::rename(&tmp, &weights)
         .map_err(io_error(&weights, format!("renaming {} to", tmp.display())))?;
+    sync_dir(out_dir).map_err(io_error(out_dir, "syncing"))?;
     files.push(weights);
 
     for (name, value) in [

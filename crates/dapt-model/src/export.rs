@@ -23,7 +23,7 @@ use crate::config::ModelConfig;
 use crate::fsutil::atomic_write;
 use crate::hf::{Dense, from_hf_config, gather, scatter, slots, to_hf_config};
 use crate::model::Decoder;
-use crate::params::{map_params, param_values};
+use crate::params::{map_params, param_shapes, param_values};
 
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const WEIGHTS_INDEX_FILE: &str = "model.safetensors.index.json";
@@ -243,9 +243,9 @@ pub fn load_exported(dir: &Path, device: &Device) -> Result<(Decoder, ModelConfi
         dir.display()
     );
     let model = config.init(0, device)?;
-    let shapes = param_values(&model);
+    let shapes = param_shapes(&model);
     for (path, dense) in &values {
-        let expected = &shapes[path].shape;
+        let expected = &shapes[path];
         ensure!(
             &dense.shape == expected,
             "{}: parameter {path} is {:?} after conversion, the config needs {expected:?}",

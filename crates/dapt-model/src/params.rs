@@ -132,3 +132,29 @@ pub(crate) fn param_values<M: Module>(model: &M) -> BTreeMap<String, crate::hf::
     model.visit(&mut reader);
     reader.out
 }
+
+/// Every float parameter's shape, by path (no data copied).
+pub(crate) fn param_shapes<M: Module>(model: &M) -> BTreeMap<String, Vec<usize>> {
+    struct Reader {
+        path: PathTracker,
+        out: BTreeMap<String, Vec<usize>>,
+    }
+    impl ModuleVisitor for Reader {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.enter(name);
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.exit();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.out
+                .insert(self.path.current(), param.val().dims().to_vec());
+        }
+    }
+    let mut reader = Reader {
+        path: PathTracker::default(),
+        out: BTreeMap::new(),
+    };
+    model.visit(&mut reader);
+    reader.out
+}
