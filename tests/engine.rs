@@ -152,6 +152,69 @@ fn without_keep_going_a_failure_stops_new_stages() {
 }
 
 #[test]
+fn a_panic_in_a_stage_fails_that_stage_alone_with_its_message_and_location() {
+    // b panics as its kind starts; c runs beside it (jobs = 2) and finishes.
+    let sb = Sandbox::new(&diamond());
+    sb.edit_pipeline("cmd = \"echo c >>", "cmd = \"sleep 1 && echo c >>");
+    let out = sb
+        .command(&["run"])
+        .env("DAPT_FAULT", "kind-run/b=panic")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("stage(s) failed: b"),
+        "{}",
+        stderr(&out)
+    );
+    let mut ran = sb.runs();
+    ran.sort();
+    assert_eq!(ran, ["a", "c"], "c, running beside b, finished on its own");
+    assert_eq!(sb.state_of("c").0, "fresh");
+    let (state, reason) = sb.state_of("b");
+    assert_eq!(state, "failed");
+    assert!(
+        reason.contains("panicked at crates/dapt-dag/src/fault.rs:")
+            && reason.contains("injected fault at `kind-run` in stage `b`"),
+        "{reason}"
+    );
+    let failed = std::fs::read_to_string(sb.path(".dapt/stages/b/failed.json")).unwrap();
+    assert!(failed.contains("panicked at"), "{failed}");
+
+    // Without the fault, the rerun does b and what depends on it, and nothing else.
+    sb.clear_runs();
+    sb.dapt_expect(&["run"], 0);
+    assert_eq!(sb.runs(), ["b", "d"]);
+}
+
+#[test]
+fn a_panic_on_a_shard_worker_thread_fails_the_stage_and_keeps_finished_shards() {
+    let sb = Sandbox::new(&sharded(4));
+    let out = sb
+        .command(&["run"])
+        .env("DAPT_FAULT", "shard-done#2=panic")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let (state, reason) = sb.state_of("parts");
+    assert_eq!(state, "failed");
+    assert!(
+        reason.contains("panicked at") && reason.contains("injected fault at `shard-done`"),
+        "{reason}"
+    );
+    let finished = finished_shards(&sb, "parts", "command");
+    assert_eq!(finished.len(), 2, "{finished:?}");
+    let out = sb.dapt_expect(&["run"], 0);
+    assert!(stdout(&out).contains("resumed after"), "{}", stdout(&out));
+    let log = std::fs::read_to_string(sb.path("shard-runs.log")).unwrap();
+    assert_eq!(
+        log.lines().count(),
+        4,
+        "no finished shard ran again:\n{log}"
+    );
+}
+
+#[test]
 fn a_declared_output_that_is_not_produced_fails_the_stage_and_is_not_trusted() {
     let sb = Sandbox::new(
         &(header("outs", 1)

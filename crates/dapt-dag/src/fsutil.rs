@@ -6,18 +6,32 @@ use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to `path` so that readers see either the old file or the whole new
 /// one: write a sibling temporary file, fsync it, rename it into place, fsync the
-/// directory. A killed process leaves at most a `.tmp` file, which nothing trusts.
+/// directory. A killed process leaves at most a `.tmp` file, which nothing trusts. A
+/// failed write (a full disk) removes its temporary file; every error names its path.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
+    fs::create_dir_all(dir).map_err(|e| at(dir, e))?;
     let tmp = tmp_path(path);
-    {
-        let mut file = File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
+    if let Err(e) = write_synced(&tmp, bytes) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
-    fs::rename(&tmp, path)?;
+    fs::rename(&tmp, path).map_err(|e| at(path, e))?;
     sync_dir(dir)
+}
+
+/// Writes `bytes` to `path` and fsyncs the file (not its directory).
+pub fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = File::create(path).map_err(|e| at(path, e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| at(path, e))
+}
+
+/// `error` with `path` in its message, of the same kind (so "No space left on device"
+/// says where).
+pub fn at(path: &Path, error: io::Error) -> io::Error {
+    io::Error::new(error.kind(), format!("{}: {error}", path.display()))
 }
 
 /// The temporary sibling that [`atomic_write`] and shard writers use for `path`.
@@ -29,7 +43,9 @@ pub fn tmp_path(path: &Path) -> PathBuf {
 
 /// Makes a rename inside `dir` durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| at(dir, e))
 }
 
 /// blake3 of a file's contents, as hex.

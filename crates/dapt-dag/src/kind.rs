@@ -178,12 +178,17 @@ pub struct StageContext<'a> {
     /// Empty on a fresh attempt; holds finished shards' files on a resumed one.
     /// Renamed to the stage's `out/` when the run succeeds.
     pub out_dir: PathBuf,
+    /// Where measurements go (wall times, tokens/s): moved to the stage's `timing/`
+    /// beside `out/` on success, and never part of the output digest.
+    pub timing_dir: PathBuf,
     /// Whether this attempt continues an interrupted one.
     pub resumed: bool,
     pub(crate) dir: StageDir,
     pub(crate) workdir: PathBuf,
     pub(crate) observer: &'a dyn Observer,
     pub(crate) progress: Mutex<(u64, Option<u64>, &'static str)>,
+    /// Set by [`Self::count_own_progress`]: shards then no longer count as progress.
+    pub(crate) own_progress: AtomicBool,
     pub(crate) shards: Mutex<Option<ShardStats>>,
 }
 
@@ -218,6 +223,14 @@ impl StageContext<'_> {
         let mut p = lock(&self.progress);
         *p = (0, Some(total), unit);
         self.observer.progress(&self.stage.name, p.0, p.1, unit);
+    }
+
+    /// Counts this stage's progress in its own unit (documents, tokens) from here on,
+    /// instead of the shards [`Self::for_each_shard`] would count: for kinds whose
+    /// shards are few and long, such as one per model.
+    pub fn count_own_progress(&self, total: u64, unit: &'static str) {
+        self.own_progress.store(true, Ordering::SeqCst);
+        self.set_progress_total(total, unit);
     }
 
     pub fn add_progress(&self, n: u64) {
@@ -270,8 +283,11 @@ impl StageContext<'_> {
             .collect();
         let todo: Vec<usize> = (0..count).filter(|&i| results[i].is_none()).collect();
         let skipped = count - todo.len();
-        self.set_progress_total(count as u64, "shards");
-        self.add_progress(skipped as u64);
+        let shard_progress = !self.own_progress.load(Ordering::SeqCst);
+        if shard_progress {
+            self.set_progress_total(count as u64, "shards");
+            self.add_progress(skipped as u64);
+        }
 
         let next = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);
@@ -285,14 +301,20 @@ impl StageContext<'_> {
                         let Some(&i) = todo.get(next.fetch_add(1, Ordering::SeqCst)) else {
                             break;
                         };
-                        let result = work(i).and_then(|value| {
-                            atomic_write(&mark(i), &serde_json::to_vec(&value)?)?;
-                            Ok(value)
-                        });
+                        // A panicking shard is that shard's error: the others stop
+                        // cleanly and the message names the shard.
+                        let result = crate::panics::catch(|| work(i))
+                            .unwrap_or_else(|panic| Err(anyhow::anyhow!(panic)))
+                            .and_then(|value| {
+                                atomic_write(&mark(i), &serde_json::to_vec(&value)?)?;
+                                Ok(value)
+                            });
                         match result {
                             Ok(value) => {
                                 lock(&done).push((i, value));
-                                self.add_progress(1);
+                                if shard_progress {
+                                    self.add_progress(1);
+                                }
                                 inject_kill_after_shard();
                             }
                             Err(e) => {
@@ -336,6 +358,7 @@ impl StageContext<'_> {
 /// N-th [`StageContext::durable_progress`]),
 /// so resume can be tested at an exact point instead of by racing a timer.
 fn inject_kill_after_shard() {
+    crate::fault::hit("shard-done", "");
     static MARKED: AtomicUsize = AtomicUsize::new(0);
     let Some(limit) = std::env::var("DAPT_INJECT_KILL_AFTER_SHARDS")
         .ok()

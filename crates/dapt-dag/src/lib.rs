@@ -7,12 +7,14 @@
 //! an attempt runs and commits its outputs.
 
 pub mod config;
+pub mod fault;
 pub mod fingerprint;
 pub mod fsutil;
 pub mod graph;
 pub mod kind;
 pub mod lock;
 pub mod manifest;
+pub mod panics;
 pub mod runner;
 
 pub use config::{ConfigErrors, Pipeline, StageSpec};

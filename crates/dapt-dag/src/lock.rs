@@ -62,6 +62,7 @@ impl WorkdirLock {
             }
             Err(TryLockError::Error(e)) => return Err(io(e)),
         }
+        crate::fault::hit("lock-handover", "");
         file.set_len(0).map_err(io)?;
         file.rewind().map_err(io)?;
         writeln!(

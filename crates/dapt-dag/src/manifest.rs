@@ -39,12 +39,31 @@ impl StageDir {
     pub fn failure(&self) -> PathBuf {
         self.root.join("failed.json")
     }
+    /// Zeros written at the start of an attempt, so that `failed.json` can still be
+    /// recorded on a full disk: it is written over them and renamed into place.
+    fn failure_reserve(&self) -> PathBuf {
+        self.partial().join("failure.reserve")
+    }
+    /// Writes [`Self::failure_reserve`] (best effort: a disk already full fails later,
+    /// with its own error).
+    pub fn reserve_failure_space(&self) {
+        let _ = std::fs::write(self.failure_reserve(), [0u8; FAILURE_RESERVE]);
+    }
     /// Managed outputs of the last successful run.
     pub fn out(&self) -> PathBuf {
         self.root.join("out")
     }
+    /// Measurements of the last successful run (wall times, throughput): kept beside
+    /// `out/`, not in it, so they are not part of the output digest and a rerun that
+    /// reproduces the outputs leaves its dependents fresh.
+    pub fn timing(&self) -> PathBuf {
+        self.root.join("timing")
+    }
     pub fn partial(&self) -> PathBuf {
         self.root.join("partial")
+    }
+    pub fn partial_timing(&self) -> PathBuf {
+        self.partial().join("timing")
     }
     pub fn partial_out(&self) -> PathBuf {
         self.partial().join("out")
@@ -102,6 +121,27 @@ pub struct Conservation {
     pub rejected: u64,
 }
 
+impl Conservation {
+    /// `Err` naming the difference unless every document read was written, kept or
+    /// rejected. Kinds check each shard before it is marked finished (so a bad shard
+    /// is redone, not resumed); the runner checks the stage's sum before committing.
+    pub fn check(&self) -> Result<(), String> {
+        let out = self.kept + self.rejected;
+        if self.input == out {
+            return Ok(());
+        }
+        Err(format!(
+            "documents not accounted for: {} read but {} written ({} kept + {} rejected), {} {}",
+            self.input,
+            out,
+            self.kept,
+            self.rejected,
+            self.input.abs_diff(out),
+            if self.input > out { "lost" } else { "extra" }
+        ))
+    }
+}
+
 /// What a completed stage leaves behind, written last.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
@@ -144,10 +184,36 @@ pub struct Failure {
     pub at: String,
 }
 
+/// Bytes kept for `failed.json` on a full disk (an error longer than this is cut).
+const FAILURE_RESERVE: usize = 16 << 10;
+
 impl Failure {
+    /// Writes `failed.json`; on a full disk, over the space the attempt reserved.
     pub fn write(&self, dir: &StageDir) -> io::Result<()> {
         let json = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
-        atomic_write(&dir.failure(), &json)
+        let Err(full) = atomic_write(&dir.failure(), &json) else {
+            return Ok(());
+        };
+        let mut record = self.clone();
+        let json = loop {
+            let json = serde_json::to_vec_pretty(&record).map_err(io::Error::other)?;
+            if json.len() <= FAILURE_RESERVE {
+                break json;
+            }
+            let keep = record.error.floor_char_boundary(record.error.len() * 3 / 4);
+            record.error.truncate(keep);
+        };
+        let reserve = dir.failure_reserve();
+        let over_reserve = || -> io::Result<()> {
+            use std::io::Write;
+            // Overwriting allocated bytes and shrinking needs no new blocks.
+            let mut file = std::fs::OpenOptions::new().write(true).open(&reserve)?;
+            file.write_all(&json)?;
+            file.set_len(json.len() as u64)?;
+            file.sync_all()?;
+            std::fs::rename(&reserve, dir.failure())
+        };
+        over_reserve().map_err(|_| full)
     }
 }
 

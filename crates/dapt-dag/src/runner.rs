@@ -6,8 +6,10 @@
 //!    attempt resumes there (finished shards are skipped); otherwise `partial/` and
 //!    the stage's declared outputs are cleared;
 //! 3. the kind runs, writing into `partial/out/` (and its declared outputs);
-//! 4. on success `partial/out/` replaces `out/`, outputs are hashed, and the
+//! 4. on success `partial/out/` replaces `out/` (and `partial/timing/`, the run's
+//!    measurements, replaces `timing/`, which is not hashed), outputs are hashed, and the
 //!    manifest is written last, atomically; on failure `failed.json` records why.
+//!    A panic in the kind is a failure like any other (see [`crate::panics`]).
 //!
 //! Independent stages run in parallel, up to `[pipeline] jobs`. A stage whose
 //! inputs have all finished is re-checked before it starts: if its upstream
@@ -513,9 +515,10 @@ impl<'a> Engine<'a> {
             .as_ref()
             .map(Ingredients::fingerprint)
             .unwrap_or_default();
+        // A panic inside the kind fails this stage alone (see `panics`).
         let result = ingredients.and_then(|ing| {
-            self.attempt_inner(stage, ing, &dir, observer)
-                .map_err(|e| format!("{e:#}"))
+            crate::panics::catch(|| self.attempt_inner(stage, ing, &dir, observer))
+                .and_then(|r| r.map_err(|e| format!("{e:#}")))
         });
         if let Err(error) = &result {
             let failure = Failure {
@@ -561,20 +564,26 @@ impl<'a> Engine<'a> {
                 remove_path(out)?;
             }
             std::fs::create_dir_all(dir.partial_out())?;
+            std::fs::create_dir_all(dir.partial_timing())?;
             crate::fsutil::atomic_write(&dir.partial_fingerprint(), fingerprint.as_bytes())?;
         }
+        // Room for `failed.json` should the disk fill up during the attempt.
+        dir.reserve_failure_space();
 
         let ctx = StageContext {
             pipeline: self.pipeline,
             stage,
             out_dir: dir.partial_out(),
+            timing_dir: dir.partial_timing(),
             resumed,
             dir: dir.clone(),
             workdir: self.pipeline.workdir.clone(),
             observer,
             progress: Mutex::new((0, None, "items")),
+            own_progress: std::sync::atomic::AtomicBool::new(false),
             shards: Mutex::new(None),
         };
+        crate::fault::hit("kind-run", &stage.name);
         let report = kind.run(&ctx)?;
         for out in &declared {
             anyhow::ensure!(
@@ -583,19 +592,21 @@ impl<'a> Engine<'a> {
                 out.display()
             );
         }
-        if let Some(c) = report.conservation {
-            anyhow::ensure!(
-                c.input == c.kept + c.rejected,
-                "documents lost: {} in but {} kept + {} rejected; refusing to mark the stage done",
-                c.input,
-                c.kept,
-                c.rejected
-            );
+        if let Some(c) = report.conservation
+            && let Err(difference) = c.check()
+        {
+            anyhow::bail!("{difference}; refusing to mark the stage done");
         }
 
         // Commit: managed outputs into place, then the manifest, last.
+        crate::fault::hit("commit-start", &stage.name);
         remove_path(&dir.out())?;
+        crate::fault::hit("commit-out-removed", &stage.name);
         std::fs::rename(dir.partial_out(), dir.out())?;
+        remove_path(&dir.timing())?;
+        if dir.partial_timing().is_dir() {
+            std::fs::rename(dir.partial_timing(), dir.timing())?;
+        }
         let mut output_paths = vec![dir.out()];
         output_paths.extend(declared);
         let outputs = Stamper::new(&self.pipeline.root, &[]).stamp_all(&output_paths)?;
@@ -615,7 +626,9 @@ impl<'a> Engine<'a> {
             shards: shards.map_or(0, |s| s.count),
             shards_resumed: shards.map_or(0, |s| s.skipped),
         };
+        crate::fault::hit("manifest-commit", &stage.name);
         manifest.write(dir)?;
+        crate::fault::hit("manifest-written", &stage.name);
         remove_path(&dir.partial())?;
         Ok(manifest)
     }

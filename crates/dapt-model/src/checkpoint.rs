@@ -24,10 +24,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ModelConfig;
 use crate::export::weights_to_safetensors;
-use crate::fsutil::{sync_dir, write_synced};
 use crate::model::Decoder;
 use crate::optim::AdamWState;
 use crate::train::TrainConfig;
+use dapt_dag::fsutil::{sync_dir, write_synced};
 
 pub const CHECKPOINTS_DIR: &str = "checkpoints";
 const STEP_PREFIX: &str = "step-";
@@ -141,6 +141,7 @@ pub(crate) fn save(run_dir: &Path, contents: CheckpointContents, keep: usize) ->
         &serde_json::to_vec_pretty(&meta)?,
     )?;
     sync_dir(&partial)?;
+    dapt_dag::fault::hit("checkpoint-write", "");
 
     let final_dir = root.join(&name);
     if final_dir.exists() {

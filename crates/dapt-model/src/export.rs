@@ -20,10 +20,10 @@ use safetensors::SafeTensors;
 use safetensors::tensor::{Dtype, TensorView};
 
 use crate::config::ModelConfig;
-use crate::fsutil::atomic_write;
 use crate::hf::{Dense, from_hf_config, gather, scatter, slots, to_hf_config};
 use crate::model::Decoder;
 use crate::params::{map_params, param_shapes, param_values};
+use dapt_dag::fsutil::atomic_write;
 
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const WEIGHTS_INDEX_FILE: &str = "model.safetensors.index.json";
@@ -103,7 +103,8 @@ pub fn export_model(model: &Decoder, config: &ModelConfig, dir: &Path) -> Result
         &weights_to_hf_safetensors(model, config)?,
     )?;
     let json = to_hf_config(config);
-    atomic_write(&dir.join(CONFIG_FILE), &serde_json::to_vec_pretty(&json)?)
+    atomic_write(&dir.join(CONFIG_FILE), &serde_json::to_vec_pretty(&json)?)?;
+    Ok(())
 }
 
 /// Reads the model config from `dir/config.json` (transformers' form).

@@ -28,7 +28,6 @@ mod device;
 mod eval;
 mod export;
 mod flexbuf;
-mod fsutil;
 mod gelu;
 mod gemm;
 mod generate;
@@ -67,8 +66,8 @@ pub use optim::{AdamWConfig, LrSchedule};
 pub use scaling::{CHINCHILLA_TOKENS_PER_PARAM, ComputeBudget, predicted_loss};
 pub use throughput::{RandomTokens, Throughput, measure_training};
 pub use train::{
-    BatchSource, Diverged, Initialization, LOG_FILE, Silent, StepRecord, TrainConfig,
-    TrainObserver, TrainOutcome, TrainRun, ValidationSet, train,
+    BatchSource, Diverged, Initialization, LOG_FILE, Silent, StepRecord, THROUGHPUT_FILE,
+    TrainConfig, TrainObserver, TrainOutcome, TrainRun, ValidationSet, train,
 };
 
 /// Re-exported so callers name the same burn types (`Device`, `Tensor`) without a version skew.

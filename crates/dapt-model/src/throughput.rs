@@ -106,6 +106,7 @@ pub fn measure_training(
     let outcome = train(
         TrainRun {
             dir: &dir,
+            timing_dir: &dir,
             model,
             config: &config,
             init: Initialization::Scratch,

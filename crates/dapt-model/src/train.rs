@@ -17,12 +17,12 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::{self, CheckpointContents, RngState};
 use crate::config::ModelConfig;
 use crate::export::{WEIGHTS_FILE, load_exported, load_safetensors_weights, read_exported_config};
-use crate::fsutil::atomic_write;
 use crate::loss::{mean_nll, sum_nll};
 use crate::model::{Decoder, ids_tensor};
 use crate::optim::{AdamWConfig, AdamWState, LrSchedule, clip_scale, global_grad_norm};
 use crate::params::{ParamTensors, take_gradients};
 use crate::rng::derive_seed;
+use dapt_dag::fsutil::atomic_write;
 
 /// Where training batches come from. Implemented by the token-shard loader; must be
 /// deterministic given its state so that a resumed run sees the same batches.
@@ -144,7 +144,11 @@ pub enum Initialization {
 
 /// One training run: its directory (checkpoints, log), shapes and where its weights start.
 pub struct TrainRun<'a> {
+    /// Checkpoints and `train_log.csv`: outputs, the same on every run of the same inputs.
     pub dir: &'a Path,
+    /// `throughput.csv` (seconds and tokens/s per step): measurements that differ from
+    /// run to run, kept apart from the outputs so they never make a rerun look changed.
+    pub timing_dir: &'a Path,
     pub model: &'a ModelConfig,
     pub config: &'a TrainConfig,
     pub init: Initialization,
@@ -228,6 +232,8 @@ impl fmt::Display for Diverged {
 impl std::error::Error for Diverged {}
 
 pub const LOG_FILE: &str = "train_log.csv";
+/// Per-step wall time in [`TrainRun::timing_dir`]: `step,seconds,tokens_per_s`.
+pub const THROUGHPUT_FILE: &str = "throughput.csv";
 
 struct TrainState {
     model: Decoder,
@@ -254,7 +260,7 @@ pub fn train(
 
     let mut state = restore_or_initialise(&run, &device, &plain_device, source, observer)?;
     let names: Vec<&str> = validation.iter().map(|set| set.name.as_str()).collect();
-    let mut log = TrainLog::open(run.dir, &names, state.step)?;
+    let mut log = TrainLog::open(run.dir, run.timing_dir, &names, state.step)?;
     observer.on_start(state.step, config.max_steps);
 
     let schedule = config.schedule();
@@ -317,7 +323,7 @@ pub fn train(
             tokens_per_s: config.tokens_per_step() as f64 / seconds.max(1e-9),
             validation: validation_losses,
         };
-        log.append(&record)?;
+        log.append(&record, seconds)?;
         if TrainConfig::due(config.checkpoint_every, step, config.max_steps) {
             let dir = checkpoint::save(
                 run.dir,
@@ -528,57 +534,69 @@ fn validation_losses(
     Ok(losses)
 }
 
-/// `train_log.csv`: one row per step. A resumed run first drops rows past its checkpoint,
-/// which the killed run had logged but will now redo.
+/// `train_log.csv` and `throughput.csv`: one row per step each. A resumed run first drops
+/// rows past its checkpoint, which the killed run had logged but will now redo.
 struct TrainLog {
-    file: File,
+    log: File,
+    throughput: File,
     columns: usize,
 }
 
-impl TrainLog {
-    fn open(run_dir: &Path, validation_names: &[&str], resume_step: u64) -> Result<Self> {
-        fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
-        let path = run_dir.join(LOG_FILE);
-        let mut header = "step,lr,train_loss,grad_norm,tokens,tokens_per_s".to_owned();
-        for name in validation_names {
-            header.push_str(&format!(",val_{name}"));
-        }
-        let mut kept = vec![header.clone()];
-        if resume_step > 0 && path.exists() {
-            let reader = BufReader::new(
-                File::open(&path).with_context(|| format!("reading {}", path.display()))?,
-            );
-            let mut lines = reader.lines();
-            if lines.next().transpose()?.as_deref() == Some(header.as_str()) {
-                for line in lines {
-                    let line = line?;
-                    let step = line.split(',').next().and_then(|s| s.parse::<u64>().ok());
-                    if step.is_some_and(|s| s <= resume_step) {
-                        kept.push(line);
-                    }
+/// Rewrites `path` keeping `header` and the rows up to `resume_step` (none when
+/// starting afresh or when the header changed), then opens it for appending.
+fn reopen_csv(path: &Path, header: &str, resume_step: u64) -> Result<File> {
+    let mut kept = vec![header.to_owned()];
+    if resume_step > 0 && path.exists() {
+        let reader = BufReader::new(
+            File::open(path).with_context(|| format!("reading {}", path.display()))?,
+        );
+        let mut lines = reader.lines();
+        if lines.next().transpose()?.as_deref() == Some(header) {
+            for line in lines {
+                let line = line?;
+                let step = line.split(',').next().and_then(|s| s.parse::<u64>().ok());
+                if step.is_some_and(|s| s <= resume_step) {
+                    kept.push(line);
                 }
             }
         }
-        atomic_write(&path, (kept.join("\n") + "\n").as_bytes())?;
-        let file = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
+    }
+    atomic_write(path, (kept.join("\n") + "\n").as_bytes())?;
+    OpenOptions::new()
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
+impl TrainLog {
+    fn open(
+        run_dir: &Path,
+        timing_dir: &Path,
+        validation_names: &[&str],
+        resume_step: u64,
+    ) -> Result<Self> {
+        for dir in [run_dir, timing_dir] {
+            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let mut header = "step,lr,train_loss,grad_norm,tokens".to_owned();
+        for name in validation_names {
+            header.push_str(&format!(",val_{name}"));
+        }
         Ok(Self {
-            file,
+            log: reopen_csv(&run_dir.join(LOG_FILE), &header, resume_step)?,
+            throughput: reopen_csv(
+                &timing_dir.join(THROUGHPUT_FILE),
+                "step,seconds,tokens_per_s",
+                resume_step,
+            )?,
             columns: validation_names.len(),
         })
     }
 
-    fn append(&mut self, record: &StepRecord) -> Result<()> {
+    fn append(&mut self, record: &StepRecord, seconds: f64) -> Result<()> {
         let mut row = format!(
-            "{},{:e},{},{},{},{:.1}",
-            record.step,
-            record.lr,
-            record.train_loss,
-            record.grad_norm,
-            record.tokens,
-            record.tokens_per_s
+            "{},{:e},{},{},{}",
+            record.step, record.lr, record.train_loss, record.grad_norm, record.tokens,
         );
         let mut values = record.validation.iter().map(|(_, loss)| loss);
         for _ in 0..self.columns {
@@ -587,8 +605,15 @@ impl TrainLog {
                 row.push_str(&loss.to_string());
             }
         }
-        writeln!(self.file, "{row}")
-            .and_then(|()| self.file.flush())
-            .context("appending to the training log")
+        writeln!(self.log, "{row}")
+            .and_then(|()| self.log.flush())
+            .context("appending to the training log")?;
+        writeln!(
+            self.throughput,
+            "{},{seconds:.4},{:.1}",
+            record.step, record.tokens_per_s
+        )
+        .and_then(|()| self.throughput.flush())
+        .context("appending to the throughput log")
     }
 }

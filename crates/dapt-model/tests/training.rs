@@ -38,6 +38,7 @@ fn overfits_one_batch(model: dapt_model::ModelConfig) {
     train(
         TrainRun {
             dir: &dir,
+            timing_dir: &dir,
             model: &model,
             config: &config,
             init: Initialization::Scratch,
@@ -99,6 +100,7 @@ fn run_resumable(
     train(
         TrainRun {
             dir,
+            timing_dir: dir,
             model,
             config: &config,
             init: Initialization::Scratch,
@@ -190,6 +192,13 @@ fn killed_and_resumed_run_is_bit_exact() {
         .collect();
     assert_eq!(steps, (1..=10).collect::<Vec<_>>());
     assert!(log.lines().next().unwrap().ends_with(",val_held_out"));
+    // With its timings kept apart, the log is an output like the weights: the same bytes.
+    assert_eq!(
+        log,
+        fs::read_to_string(straight_dir.join(LOG_FILE)).unwrap()
+    );
+    let throughput = fs::read_to_string(resumed_dir.join(dapt_model::THROUGHPUT_FILE)).unwrap();
+    assert_eq!(throughput.lines().count(), 11, "{throughput}");
     // Only the newest two checkpoints are kept, and no debris.
     let mut left: Vec<_> = fs::read_dir(&checkpoints)
         .unwrap()
@@ -263,6 +272,7 @@ fn nan_guard_stops_on_a_poisoned_batch_and_keeps_the_last_good_checkpoint() {
     let error = train(
         TrainRun {
             dir: &run_dir,
+            timing_dir: &run_dir,
             model: &model_config,
             config: &config,
             init: Initialization::FromExport(export_dir),
@@ -301,6 +311,7 @@ fn continued_run_starts_from_exported_weights_with_a_rewarmed_schedule() {
     let base = train(
         TrainRun {
             dir: &base_dir,
+            timing_dir: &base_dir,
             model: &model,
             config: &base_config,
             init: Initialization::Scratch,
@@ -320,9 +331,11 @@ fn continued_run_starts_from_exported_weights_with_a_rewarmed_schedule() {
         ..tiny_training(3)
     };
     let mut recorder = Recorder::default();
+    let continue_dir = scratch_dir("continue-run");
     train(
         TrainRun {
-            dir: &scratch_dir("continue-run"),
+            dir: &continue_dir,
+            timing_dir: &continue_dir,
             model: &model,
             config: &continued_config,
             init: Initialization::FromExport(export_dir),
