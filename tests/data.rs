@@ -189,6 +189,32 @@ fn every_stage_accounts_for_every_document() {
 }
 
 #[test]
+fn a_kind_that_loses_a_document_fails_and_the_difference_is_named() {
+    let sb = Sandbox::new(&small_pipeline(&dapt_testdata::mirror()));
+    // Each of these kinds, broken on purpose, drops one document it should have written.
+    for stage in ["ingest_fin", "clean", "split", "dedup"] {
+        let out = sb
+            .command(&["run", stage])
+            .env("DAPT_FAULT", format!("drop-document/{stage}=fire"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{stage}: {}", stderr(&out));
+        let (state, reason) = sb.state_of(stage);
+        assert_eq!(state, "failed", "{stage}");
+        assert!(
+            reason.contains("documents not accounted for") && reason.contains(", 1 lost"),
+            "{stage}: {reason}"
+        );
+        assert!(
+            !sb.path(&format!(".dapt/stages/{stage}/manifest.json"))
+                .exists()
+        );
+        // Unbroken, the same stage passes its check.
+        sb.dapt_expect(&["run", stage], 0);
+    }
+}
+
+#[test]
 fn the_98_duplicate_bbc_files_are_found() {
     let sb = Sandbox::new(&small_pipeline(&dapt_testdata::mirror()));
     sb.dapt_expect(&["run", "dedup"], 0);
@@ -225,6 +251,80 @@ fn write_jsonl(path: &Path, texts: &[String]) {
         .map(|t| serde_json::json!({ "text": t }).to_string())
         .collect();
     std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn dedup_never_removes_an_evaluation_document_and_short_ones_match_only_exactly() {
+    // Real BBC articles as training text, and a test corpus holding two copies of one
+    // article (a benchmark's own duplicate) and a short PhraseBank-like sentence.
+    let mut paths: Vec<PathBuf> =
+        std::fs::read_dir(dapt_testdata::mirror().join("general/bbc_news/business"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+    paths.sort();
+    let articles: Vec<String> = paths
+        .iter()
+        .take(30)
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    let short = "Operating profit rose sharply in the third quarter.";
+    let mut training: Vec<String> = articles[..20].to_vec();
+    training.push(format!(
+        "{short} The board proposed a dividend of 0.50 euro per share."
+    ));
+    training.push(short.to_uppercase());
+    let evaluation = vec![
+        articles[25].clone(),
+        articles[25].clone(),
+        short.to_string(),
+    ];
+
+    let dir = tempfile::tempdir().unwrap();
+    write_jsonl(&dir.path().join("train.jsonl"), &training);
+    write_jsonl(&dir.path().join("test.jsonl"), &evaluation);
+    let text = header_with_data("evaldedup", dir.path())
+        + "[corpora.train]\ndomain = \"financial\"\nreader = \"jsonl\"\npaths = [\"train.jsonl\"]\nsplit = \"train\"\n\n"
+        + "[corpora.test]\ndomain = \"financial\"\nreader = \"jsonl\"\npaths = [\"test.jsonl\"]\nsplit = \"test\"\n\n"
+        + "[stages.ingest]\nkind = \"ingest\"\ncorpora = [\"train\", \"test\"]\n\n"
+        + "[stages.dedup]\nkind = \"dedup\"\ninputs = [\"ingest\"]\n";
+    let sb = Sandbox::new(&text);
+    sb.dapt_expect(&["run"], 0);
+
+    let kept: HashSet<String> = docs(&sb, "dedup").into_iter().map(|d| d.id).collect();
+    for k in 0..3 {
+        assert!(
+            kept.contains(&format!("test/test.jsonl/{k}")),
+            "evaluation document {k} was removed"
+        );
+    }
+    let removed: BTreeMap<String, (String, String)> = rejected(&sb, "dedup")
+        .into_iter()
+        .map(|r| (r.id, (r.reason, r.detail)))
+        .collect();
+    // The training text that merely contains the short sentence stays; the one that is
+    // the sentence (case aside) goes.
+    assert!(kept.contains("train/train.jsonl/20"), "{removed:?}");
+    let (reason, detail) = &removed["train/train.jsonl/21"];
+    assert_eq!(reason, "contamination");
+    assert!(detail.contains("test/test.jsonl/2"), "{detail}");
+    let contaminated: Vec<&String> = removed
+        .iter()
+        .filter(|(_, (reason, _))| reason == "contamination")
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(contaminated, ["train/train.jsonl/21"], "{removed:?}");
+
+    let counts = &manifest(&sb, "dedup")["counts"];
+    assert_eq!(counts["eval_duplicates"]["count"], 1, "{counts}");
+    assert_eq!(
+        counts["eval_duplicates"]["examples"][0]["duplicate_of"],
+        "test/test.jsonl/0"
+    );
+    assert!(
+        counts["rule"].as_str().unwrap().contains("never removed"),
+        "{counts}"
+    );
 }
 
 #[test]
@@ -383,6 +483,70 @@ fn no_test_text_survives_in_training() {
     assert!(
         contaminated > 0,
         "Reuters' train and test splits do share text"
+    );
+}
+
+#[test]
+fn repeated_ids_missing_group_fields_and_split_less_documents_are_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = |id: &str, company: Option<&str>, text: &str| {
+        let mut object = serde_json::json!({ "id": id, "text": text });
+        if let Some(c) = company {
+            object["company"] = c.into();
+        }
+        object.to_string()
+    };
+    let filings = [
+        line("f1", Some("acme"), "Acme reports revenue up four percent."),
+        line("f2", Some("acme"), "Acme opens a plant in Ohio."),
+        line("f1", Some("bolt"), "Bolt says its margin narrowed."),
+        line("f3", None, "An unsigned note about markets."),
+    ];
+    std::fs::write(dir.path().join("filings.jsonl"), filings.join("\n") + "\n").unwrap();
+    let text = header_with_data("inputs", dir.path())
+        + "[corpora.filings]\ndomain = \"financial\"\nreader = \"jsonl\"\npaths = [\"filings.jsonl\"]\nid_field = \"id\"\n\n"
+        + "[stages.ingest]\nkind = \"ingest\"\ncorpora = [\"filings\"]\n\n"
+        + "[stages.split]\nkind = \"split\"\ninputs = [\"ingest\"]\ngroup_by = { filings = \"company\" }\nratios = { train = 1.0 }\n\n"
+        + "[stages.tokenizer]\nkind = \"tokenizer\"\ninputs = [\"split\"]\nvocab_size = 300\n\n"
+        + "[stages.tokenize]\nkind = \"tokenize\"\ninputs = [\"ingest\", \"tokenizer\"]\ntokenizer = \"tokenizer\"\n";
+    let sb = Sandbox::new(&text);
+
+    // A repeated `id_field` value is quarantined with its reason.
+    sb.dapt_expect(&["run", "ingest"], 0);
+    let rejects = rejected(&sb, "ingest");
+    assert_eq!(rejects.len(), 1, "{rejects:?}");
+    assert_eq!(rejects[0].reason, "duplicate_id");
+    assert_eq!(rejects[0].id, "filings/f1");
+    assert!(
+        rejects[0].detail.contains("already given to record 1"),
+        "{}",
+        rejects[0].detail
+    );
+    assert_eq!(docs(&sb, "ingest").len(), 3);
+
+    // A document without its corpus's `group_by` field stops the split, named.
+    let out = sb.dapt_expect(&["run", "split"], 1);
+    let (_, reason) = sb.state_of("split");
+    assert!(
+        reason.contains("corpus `filings`")
+            && reason.contains("filings/f3")
+            && reason.contains("no `company` field"),
+        "{reason}\n{}",
+        stderr(&out)
+    );
+
+    // Documents without a split reaching tokenize are an error, not "train".
+    std::fs::write(
+        dir.path().join("filings.jsonl"),
+        filings[..3].join("\n") + "\n",
+    )
+    .unwrap();
+    sb.dapt_expect(&["run", "tokenizer"], 0);
+    sb.dapt_expect(&["run", "tokenize"], 1);
+    let (_, reason) = sb.state_of("tokenize");
+    assert!(
+        reason.contains("has no split") && reason.contains("filings/f"),
+        "{reason}"
     );
 }
 

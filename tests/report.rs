@@ -6,21 +6,7 @@ mod support;
 use support::*;
 
 fn pipeline() -> String {
-    let mirror = dapt_testdata::mirror();
-    training_pipeline(&mirror)
-        + "\n[corpora.phrasebank]\ndomain = \"sentiment\"\nreader = \"phrasebank\"\n\
-           paths = [\"financial/financial_phrasebank_v1.0/Sentences_AllAgree.txt\"]\n\n\
-           [stages.ingest_sentiment]\nkind = \"ingest\"\ncorpora = [\"phrasebank\"]\n\n\
-           [stages.evaluate]\nkind = \"evaluate\"\n\
-           inputs = [\"tokenize\", \"tokenizer\", \"ingest_sentiment\", \"base\", \"financial\"]\n\
-           tokens = \"tokenize\"\ntokenizer = \"tokenizer\"\nsentiment = \"ingest_sentiment\"\n\
-           models = [\"base\", \"financial\"]\nmax_tokens_per_domain = 4000\n\
-           max_train_examples = 200\nmax_test_examples = 100\n\n\
-           [stages.evaluate.datasets.phrasebank]\nsources = [\"phrasebank\"]\n\
-           labels = { negative = \"negative\", neutral = \"neutral\", positive = \"positive\" }\n\n\
-           [stages.report]\nkind = \"report\"\n\
-           inputs = [\"ingest\", \"split\", \"tokenize\", \"base\", \"financial\", \"evaluate\"]\n\
-           evaluate = \"evaluate\"\nbaseline = \"base\"\nadapted = \"financial\"\n"
+    evaluated_pipeline(&dapt_testdata::mirror())
 }
 
 fn bits_per_byte(evaluate: &serde_json::Value, model: &str, domain: &str) -> f64 {
@@ -32,8 +18,63 @@ fn bits_per_byte(evaluate: &serde_json::Value, model: &str, domain: &str) -> f64
 #[test]
 fn the_report_states_gain_and_cost_with_the_manifests_numbers_and_draws_its_plots() {
     let sb = Sandbox::new(&pipeline());
-    sb.dapt_expect(&["run"], 0);
+    // Without a terminal (stdout and stderr are pipes here), every running stage prints
+    // a progress line each interval: count, rate and ETA once it counts something.
+    let out = sb
+        .command(&["run"])
+        .env("DAPT_PROGRESS_INTERVAL_SECS", "0.1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let log = stdout(&out);
+    let progress_lines = |stage: &str| -> Vec<&str> {
+        log.lines()
+            .filter(|l| l.contains(&format!("] {:7}{stage}: running ", "")))
+            .collect()
+    };
+    let evaluate_lines = progress_lines("evaluate");
+    let total_documents = evaluate_lines
+        .iter()
+        .find_map(|l| {
+            let counted = l.split(", ").nth(1)?;
+            let (done, rest) = counted.split_once('/')?;
+            let total = rest.strip_suffix(" documents")?;
+            Some((
+                done.replace(',', "").parse::<u64>().ok()?,
+                total.replace(',', "").parse::<u64>().ok()?,
+            ))
+        })
+        .unwrap_or_else(|| panic!("no evaluate line with a count in\n{log}"));
+    assert!(
+        total_documents.0 <= total_documents.1,
+        "{total_documents:?}"
+    );
+    assert!(
+        evaluate_lines
+            .iter()
+            .any(|l| l.contains(" documents/s, eta ")),
+        "no rate and ETA in {evaluate_lines:#?}"
+    );
+    for stage in ["base", "financial"] {
+        assert!(
+            !progress_lines(stage).is_empty(),
+            "no progress line for {stage} in\n{log}"
+        );
+    }
     let evaluate = counts(&sb, "evaluate");
+    // The progress total is every model's documents and sentiment examples.
+    let documents: u64 = ["financial", "general"]
+        .iter()
+        .map(|d| evaluate["selection"][d]["documents"].as_u64().unwrap())
+        .sum();
+    let scores = &evaluate["sentiment"]["base"]["phrasebank"];
+    let examples =
+        scores["train_examples"].as_u64().unwrap() + 2 * scores["test_examples"].as_u64().unwrap();
+    assert_eq!(
+        total_documents.1,
+        2 * (documents + examples),
+        "{evaluate_lines:#?}"
+    );
     let out = sb.path(".dapt/stages/report/out");
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
 
@@ -100,4 +141,68 @@ fn the_report_states_gain_and_cost_with_the_manifests_numbers_and_draws_its_plot
         assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{plot} is a PNG");
         assert!(report.contains(&format!("({plot})")), "{plot} linked");
     }
+
+    // Early cut-off through training: a forced rerun of `base` reproduces its weights
+    // bit for bit (its timings live outside the digested outputs), so nothing below it
+    // runs again.
+    let digest = |stage: &str| {
+        let m: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(sb.path(&format!(".dapt/stages/{stage}/manifest.json")))
+                .unwrap(),
+        )
+        .unwrap();
+        m["output_digest"].as_str().unwrap().to_string()
+    };
+    let before = digest("base");
+    let out = sb.dapt_expect(&["run", "--force", "base"], 0);
+    let table = stdout(&out);
+    assert_eq!(digest("base"), before, "base reproduced its outputs");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("base ") && l.contains("ran")),
+        "{table}"
+    );
+    for stage in ["financial", "evaluate", "report"] {
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with(&format!("{stage} ")) && l.contains("fresh")),
+            "{stage} should stay fresh:\n{table}"
+        );
+    }
+    assert!(sb.path(".dapt/stages/base/timing/throughput.csv").is_file());
+
+    // evaluate refuses a model read through a tokenizer it was not trained with.
+    let text = pipeline()
+        .replace(
+            "[stages.evaluate]\n",
+            "[stages.tokenizer2]\nkind = \"tokenizer\"\ninputs = [\"split\"]\nvocab_size = 600\nsample_mb = 2\n\n[stages.evaluate]\n",
+        )
+        .replace(
+            "inputs = [\"tokenize\", \"tokenizer\", \"ingest_sentiment\"",
+            "inputs = [\"tokenize\", \"tokenizer2\", \"ingest_sentiment\"",
+        )
+        .replace("tokenizer = \"tokenizer\"\nsentiment", "tokenizer = \"tokenizer2\"\nsentiment");
+    sb.write_pipeline(&text);
+    sb.dapt_expect(&["run", "evaluate"], 1);
+    let (_, reason) = sb.state_of("evaluate");
+    assert!(
+        reason.contains("model `base` was not trained with the tokenizer of `tokenizer2`")
+            && reason.contains("differ"),
+        "{reason}"
+    );
+
+    // A sentiment dataset named in `datasets` without a test split is an error naming it.
+    let text = pipeline().replace(
+        "Sentences_AllAgree.txt\"]\n",
+        "Sentences_AllAgree.txt\"]\nsplit = \"train\"\n",
+    );
+    sb.write_pipeline(&text);
+    sb.dapt_expect(&["run", "evaluate"], 1);
+    let (_, reason) = sb.state_of("evaluate");
+    assert!(
+        reason.contains("sentiment dataset `phrasebank`") && reason.contains("\"train\": "),
+        "{reason}"
+    );
 }

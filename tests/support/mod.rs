@@ -180,6 +180,25 @@ pub fn training_pipeline(data_root: &Path) -> String {
     )
 }
 
+/// [`training_pipeline`] plus the Financial PhraseBank, an `evaluate` of both models and
+/// the report: the whole test pipeline, from raw files to the report.
+pub fn evaluated_pipeline(data_root: &Path) -> String {
+    training_pipeline(data_root)
+        + "\n[corpora.phrasebank]\ndomain = \"sentiment\"\nreader = \"phrasebank\"\n\
+           paths = [\"financial/financial_phrasebank_v1.0/Sentences_AllAgree.txt\"]\n\n\
+           [stages.ingest_sentiment]\nkind = \"ingest\"\ncorpora = [\"phrasebank\"]\n\n\
+           [stages.evaluate]\nkind = \"evaluate\"\n\
+           inputs = [\"tokenize\", \"tokenizer\", \"ingest_sentiment\", \"base\", \"financial\"]\n\
+           tokens = \"tokenize\"\ntokenizer = \"tokenizer\"\nsentiment = \"ingest_sentiment\"\n\
+           models = [\"base\", \"financial\"]\nmax_tokens_per_domain = 4000\n\
+           max_train_examples = 200\nmax_test_examples = 100\n\n\
+           [stages.evaluate.datasets.phrasebank]\nsources = [\"phrasebank\"]\n\
+           labels = { negative = \"negative\", neutral = \"neutral\", positive = \"positive\" }\n\n\
+           [stages.report]\nkind = \"report\"\n\
+           inputs = [\"ingest\", \"split\", \"tokenize\", \"base\", \"financial\", \"evaluate\"]\n\
+           evaluate = \"evaluate\"\nbaseline = \"base\"\nadapted = \"financial\"\n"
+}
+
 /// The `counts` of a stage's manifest.
 pub fn counts(sb: &Sandbox, stage: &str) -> serde_json::Value {
     let path = sb.path(&format!(".dapt/stages/{stage}/manifest.json"));

@@ -14,7 +14,8 @@ pub struct CorpusConfig {
     /// Domain label written on every document (e.g. `financial`, `general`).
     pub domain: String,
     pub reader: ReaderKind,
-    /// Globs relative to the data root; the union is read in sorted order.
+    /// Globs relative to the data root (`../` and absolute paths reach outside it);
+    /// the union is read in sorted order.
     pub paths: Vec<String>,
     /// Globs (relative to the data root) of files to leave out.
     #[serde(default)]
@@ -199,7 +200,9 @@ impl CorpusConfig {
             })?;
         let mut files = Vec::new();
         for pattern in &self.paths {
-            let full = data_root.join(pattern);
+            // Lexically, so that `../x/*.txt` reaches outside data_root: the glob crate
+            // matches `..` against directory entries, where it never appears.
+            let full = lexical(&data_root.join(pattern));
             let matches = glob::glob(&full.to_string_lossy()).map_err(|e| DataError::Config {
                 corpus: String::new(),
                 message: format!("invalid glob `{pattern}`: {e}"),
@@ -213,8 +216,8 @@ impl CorpusConfig {
                 if !path.is_file() {
                     continue;
                 }
-                let relative = path.strip_prefix(data_root).unwrap_or(&path);
-                if !excludes.iter().any(|x| x.matches_path(relative)) {
+                let relative = PathBuf::from(relative_name(&path, data_root));
+                if !excludes.iter().any(|x| x.matches_path(&relative)) {
                     files.push(path);
                 }
             }
@@ -228,5 +231,76 @@ impl CorpusConfig {
         files.sort();
         files.dedup();
         Ok(files)
+    }
+}
+
+/// `path` with `.` and `..` resolved without touching the file system.
+pub fn lexical(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                let popped =
+                    matches!(out.components().next_back(), Some(Component::Normal(_))) && out.pop();
+                if !popped {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// `path` relative to `data_root`, with `/` separators, going up with `..` for a file
+/// outside it: the name a document id carries, the same on every machine for files
+/// under (or beside) the data root.
+pub fn relative_name(path: &Path, data_root: &Path) -> String {
+    let (path, root) = (lexical(path), lexical(data_root));
+    let common = path
+        .components()
+        .zip(root.components())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let ups = root.components().count() - common;
+    std::iter::repeat_n("..".to_string(), ups)
+        .chain(
+            path.components()
+                .skip(common)
+                .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+        )
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corpus_paths_may_lie_beside_or_outside_the_data_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data/raw");
+        let beside = dir.path().join("x");
+        let elsewhere = tempfile::tempdir().unwrap();
+        for d in [&root, &beside] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(beside.join("a.txt"), "beside").unwrap();
+        std::fs::write(elsewhere.path().join("b.txt"), "elsewhere").unwrap();
+        let absolute = format!("{}/*.txt", elsewhere.path().display());
+        let config: CorpusConfig = toml::from_str(&format!(
+            "domain = \"general\"\nreader = \"txt\"\npaths = [\"../../x/*.txt\", \"{absolute}\"]\n"
+        ))
+        .unwrap();
+        let files = config.files(&root).unwrap();
+        assert_eq!(files.len(), 2, "{files:?}");
+        assert!(files.contains(&beside.join("a.txt")), "{files:?}");
+        assert_eq!(relative_name(&beside.join("a.txt"), &root), "../../x/a.txt");
+        assert_eq!(relative_name(&root.join("f/g.txt"), &root), "f/g.txt");
+        assert_eq!(lexical(Path::new("/a/b/../c/./d")), Path::new("/a/c/d"));
+        assert_eq!(lexical(Path::new("../a/../../b")), Path::new("../../b"));
     }
 }

@@ -19,4 +19,6 @@ pub use config::{CorpusConfig, Encoding, OnError, ReaderKind, SplitFrom, Unit};
 pub use document::{Document, Record, Rejected};
 pub use error::{DataError, FileError};
 pub use readers::{ReadCtx, ReadStats, Reader, read_corpus, read_files};
-pub use shards::{DocShardReader, DocShardWriter, RejectedShardReader, RejectedShardWriter};
+pub use shards::{
+    DocShardReader, DocShardWriter, RejectedShardReader, RejectedShardWriter, parquet_rows,
+};

@@ -333,6 +333,15 @@ impl<'a> TextColumn<'a> {
     }
 }
 
+/// Rows in the parquet file at `path`, from its footer: what is on disk, counted apart
+/// from whatever wrote it (the stage kinds' conservation checks rely on that).
+pub fn parquet_rows(path: &Path) -> Result<u64, DataError> {
+    let file = File::open(path).map_err(|e| shard_error(path, e))?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| shard_error(path, e))?;
+    Ok(builder.metadata().file_metadata().num_rows() as u64)
+}
+
 /// Streams rows of `R` from a parquet shard, one arrow batch in memory at a time.
 pub struct ShardReader<R: ShardRow> {
     path: PathBuf,

@@ -69,7 +69,13 @@ impl UnionFind {
 /// With `verify = Some(t)`, two LSH candidates are merged only if their signatures
 /// estimate a Jaccard similarity of at least `t` (fewer false positives from band
 /// collisions); with `None`, every candidate pair is merged, as datatrove does.
-pub fn resolve(members: &[Member<'_>], hasher: &MinHasher, verify: Option<f64>) -> Vec<Decision> {
+/// `progress` receives 1 after each LSH band is bucketed (`hasher.config().bands` in all).
+pub fn resolve(
+    members: &[Member<'_>],
+    hasher: &MinHasher,
+    verify: Option<f64>,
+    progress: &mut dyn FnMut(u64),
+) -> Vec<Decision> {
     let n = members.len();
     let mut uf = UnionFind::new(n);
 
@@ -115,6 +121,7 @@ pub fn resolve(members: &[Member<'_>], hasher: &MinHasher, verify: Option<f64>) 
                 bucket.push(i);
             }
         }
+        progress(1);
     }
 
     let mut representative: HashMap<u32, usize> = HashMap::new();
@@ -176,7 +183,7 @@ mod tests {
                 protected: protected[i],
             })
             .collect();
-        resolve(&members, &h, Some(0.5))
+        resolve(&members, &h, Some(0.5), &mut |_| {})
     }
 
     #[test]

@@ -2,25 +2,28 @@
 //!
 //! A training document that shares one n-gram (13 words by default, as in GPT-3)
 //! with an evaluation document is contaminated. Evaluation documents shorter than
-//! n words (a sentiment sentence, a tweet) are indexed whole, and matched as a
-//! contiguous run of words of their length.
+//! n words (a sentiment sentence, a tweet) decontaminate only by exact normalised
+//! match: a training document is contaminated by one only when its whole text, after
+//! normalisation, is that sentence. Matching them as a run of words anywhere would
+//! reject every training text that happens to say "profit rose sharply".
 //!
 //! Optionally, n-grams found in more than `max_eval_docs` distinct evaluation
 //! documents are ignored: such n-grams are templates and legal boilerplate (the
 //! safe-harbour paragraph of every earnings call), not leaked test text.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use crate::text::{ngram_hash, word_hashes};
 
 pub struct NgramIndex {
     n: usize,
-    /// n-gram (or whole short document) hash -> (first evaluation document holding
-    /// it, number of evaluation documents holding it).
+    /// n-gram hash -> (first evaluation document holding it, number of evaluation
+    /// documents holding it).
     grams: HashMap<u64, (u32, u32)>,
     max_eval_docs: Option<u32>,
-    /// Word counts of the short evaluation documents indexed whole.
-    short_lengths: BTreeSet<usize>,
+    /// Whole-text hash of each evaluation document shorter than n words -> the first
+    /// such document.
+    short: HashMap<u64, u32>,
 }
 
 impl NgramIndex {
@@ -31,7 +34,7 @@ impl NgramIndex {
             n: n.max(1),
             grams: HashMap::new(),
             max_eval_docs,
-            short_lengths: BTreeSet::new(),
+            short: HashMap::new(),
         }
     }
 
@@ -41,12 +44,11 @@ impl NgramIndex {
         if words.is_empty() {
             return;
         }
-        let mut grams: Vec<u64> = if words.len() < self.n {
-            self.short_lengths.insert(words.len());
-            vec![ngram_hash(&words)]
-        } else {
-            words.windows(self.n).map(ngram_hash).collect()
-        };
+        if words.len() < self.n {
+            self.short.entry(ngram_hash(&words)).or_insert(doc);
+            return;
+        }
+        let mut grams: Vec<u64> = words.windows(self.n).map(ngram_hash).collect();
         grams.sort_unstable();
         grams.dedup();
         for gram in grams {
@@ -61,32 +63,31 @@ impl NgramIndex {
         })
     }
 
+    /// n-grams and whole short documents indexed.
     pub fn len(&self) -> usize {
-        self.grams.len()
+        self.grams.len() + self.short.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.grams.is_empty()
+        self.len() == 0
     }
 
-    /// The first evaluation document `text` shares an n-gram with, if any.
+    /// The first evaluation document `text` shares an n-gram with, or, for a text
+    /// shorter than n words, the short evaluation document it equals after
+    /// normalisation.
     pub fn first_match(&self, text: &str) -> Option<u32> {
-        if self.grams.is_empty() {
+        if self.is_empty() {
             return None;
         }
         let words = word_hashes(text);
-        std::iter::once(self.n)
-            .chain(self.short_lengths.iter().copied())
-            .filter(|&len| len <= words.len())
-            .find_map(|len| {
-                words
-                    .windows(len)
-                    .find_map(|g| match self.grams.get(&ngram_hash(g)) {
-                        Some(&(doc, df)) if self.max_eval_docs.is_none_or(|max| df <= max) => {
-                            Some(doc)
-                        }
-                        _ => None,
-                    })
+        if words.len() < self.n {
+            return self.short.get(&ngram_hash(&words)).copied();
+        }
+        words
+            .windows(self.n)
+            .find_map(|g| match self.grams.get(&ngram_hash(g)) {
+                Some(&(doc, df)) if self.max_eval_docs.is_none_or(|max| df <= max) => Some(doc),
+                _ => None,
             })
     }
 }
@@ -96,7 +97,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_shared_13_gram_or_a_whole_short_eval_text_is_found() {
+    fn a_shared_13_gram_or_an_exact_short_eval_text_is_found() {
         let mut index = NgramIndex::new(13, None);
         let eval =
             "one two three four five six seven eight nine ten eleven twelve thirteen fourteen";
@@ -104,9 +105,11 @@ mod tests {
         index.add(1, "Profit rose sharply.");
         let leaked = format!("Intro words here. {} and more", &eval[4..]); // 13 of its words
         assert_eq!(index.first_match(&leaked), Some(0));
+        // A short evaluation text contaminates only by exact normalised match.
+        assert_eq!(index.first_match("PROFIT rose  sharply!"), Some(1));
         assert_eq!(
             index.first_match("The report said profit ROSE sharply, again."),
-            Some(1)
+            None
         );
         assert_eq!(
             index.first_match("one two three four five six seven eight nine ten eleven twelve"),

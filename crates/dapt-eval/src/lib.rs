@@ -22,5 +22,5 @@ pub use probe::{LinearProbe, ProbeConfig};
 pub use sample::{hash_order, take_until_tokens};
 pub use sentiment::{
     SentimentConfig, SentimentExample, SentimentScores, SentimentTask, evaluate_sentiment,
-    zero_shot_prompt, zero_shot_scores,
+    sentiment_progress_total, zero_shot_prompt, zero_shot_scores,
 };

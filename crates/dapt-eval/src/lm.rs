@@ -87,7 +87,7 @@ fn scoring_ids(tokens: &[u32], end_of_text: u32) -> Vec<u32> {
 }
 
 /// Scores `documents` with `model` (on a device without autodiff). `progress` receives the
-/// number of tokens scored after each forward pass.
+/// number of documents finished after each forward pass (in all, `documents.len()`).
 pub fn score_documents(
     model: &Decoder,
     documents: &[ScoredDocument<'_>],
@@ -115,6 +115,8 @@ pub fn score_documents(
         .map(Vec::as_slice)
         .collect();
     short.sort_by_key(|ids| ids.len());
+    // Documents without a token to score are finished before any pass.
+    progress(all_ids.iter().filter(|ids| ids.len() < 2).count() as u64);
     let budget = config.batch_size * config.context;
     let mut start = 0;
     while start < short.len() {
@@ -124,23 +126,21 @@ pub fn score_documents(
         }
         let group = &short[start..end];
         let (values, width) = padded_token_nll_rows(model, group, end_of_text)?;
-        let mut scored = 0;
         for (row, ids) in values.chunks(width).zip(group) {
             let len = ids.len() - 1;
             total += TokenNll {
                 sum_nats: row[..len].iter().map(|&v| f64::from(v)).sum(),
                 tokens: len as u64,
             };
-            scored += len as u64;
         }
-        progress(scored);
+        progress((end - start) as u64);
         start = end;
     }
     // Long documents: rolling windows, in input order.
     for ids in all_ids.iter().filter(|ids| ids.len() > config.context + 1) {
         let nll = token_nll(model, ids, config.context, config.stride, config.batch_size)?;
         total += nll;
-        progress(nll.tokens);
+        progress(1);
     }
     Ok(LmScore::new(total, documents.len() as u64, bytes))
 }
@@ -220,7 +220,11 @@ mod tests {
         let text_tokens: u64 = docs.iter().map(|(t, _)| t.len() as u64 - 1).sum();
         let bytes: u64 = docs.iter().map(|(_, b)| b).sum();
         assert_eq!(score.tokens, text_tokens, "each text token scored once");
-        assert_eq!(seen, text_tokens);
+        assert_eq!(
+            seen,
+            docs.len() as u64,
+            "progress counts every document once"
+        );
         assert_eq!(score.bytes, bytes);
         assert_eq!(score.documents, docs.len() as u64);
         let ln_v = (vocab as f64).ln();

@@ -91,6 +91,7 @@ pub fn zero_shot_scores(
     prompts: &[Vec<u32>],
     candidates: &[Vec<u32>],
     batch_size: usize,
+    progress: &mut dyn FnMut(u64),
 ) -> Result<Vec<Vec<f64>>> {
     ensure!(batch_size > 0, "batch_size must be at least 1");
     ensure!(
@@ -115,9 +116,9 @@ pub fn zero_shot_scores(
     order.sort_by_key(|&i| prompts[i].len());
     let sorted: Vec<Vec<u32>> = order.iter().map(|&i| prompts[i].clone()).collect();
     let scored = if longest == 1 {
-        single_token_scores(model, &sorted, candidates, batch_size, &device)?
+        single_token_scores(model, &sorted, candidates, batch_size, &device, progress)?
     } else {
-        sequence_scores(model, &sorted, candidates, batch_size)?
+        sequence_scores(model, &sorted, candidates, batch_size, progress)?
     };
     let mut scores = vec![Vec::new(); prompts.len()];
     for (i, s) in order.into_iter().zip(scored) {
@@ -133,6 +134,7 @@ fn single_token_scores(
     candidates: &[Vec<u32>],
     batch_size: usize,
     device: &Device,
+    progress: &mut dyn FnMut(u64),
 ) -> Result<Vec<Vec<f64>>> {
     let mut scores = Vec::with_capacity(prompts.len());
     for group in prompts.chunks(batch_size) {
@@ -160,6 +162,7 @@ fn single_token_scores(
                     .collect(),
             );
         }
+        progress(group.len() as u64);
     }
     Ok(scores)
 }
@@ -170,6 +173,7 @@ fn sequence_scores(
     prompts: &[Vec<u32>],
     candidates: &[Vec<u32>],
     batch_size: usize,
+    progress: &mut dyn FnMut(u64),
 ) -> Result<Vec<Vec<f64>>> {
     let mut scores = Vec::with_capacity(prompts.len());
     let examples_per_pass = batch_size.div_ceil(candidates.len()).max(1);
@@ -201,6 +205,7 @@ fn sequence_scores(
                 .collect();
             scores.push(per_candidate);
         }
+        progress(group.len() as u64);
     }
     Ok(scores)
 }
@@ -213,12 +218,20 @@ fn counts_by_class(labels: &[usize], classes: &[String]) -> BTreeMap<String, u64
     counts
 }
 
-/// Scores `task` with `model` (on a device without autodiff).
+/// How many examples [`evaluate_sentiment`] reports to its `progress` for `task`: each
+/// train example once (its features), each test example twice (features, zero-shot).
+pub fn sentiment_progress_total(task: &SentimentTask) -> u64 {
+    (task.train.len() + 2 * task.test.len()) as u64
+}
+
+/// Scores `task` with `model` (on a device without autodiff). `progress` receives the
+/// number of examples finished after each forward pass ([`sentiment_progress_total`]).
 pub fn evaluate_sentiment(
     model: &Decoder,
     task: &SentimentTask,
     end_of_text: u32,
     config: &SentimentConfig,
+    progress: &mut dyn FnMut(u64),
 ) -> Result<SentimentScores> {
     let classes = task.classes.len();
     ensure!(
@@ -245,13 +258,18 @@ pub fn evaluate_sentiment(
             })
             .collect()
     };
-    let features = |examples: &[SentimentExample]| -> Result<Vec<Vec<f32>>> {
+    let mut features = |examples: &[SentimentExample]| -> Result<Vec<Vec<f32>>> {
         let docs = with_separator(examples);
         // Batches pad to their longest document: compute in length order, then restore.
         let mut order: Vec<usize> = (0..docs.len()).collect();
         order.sort_by_key(|&i| docs[i].len());
         let refs: Vec<&[u32]> = order.iter().map(|&i| docs[i].as_slice()).collect();
-        let sorted = pooled_features(model, &refs, config.batch_size)?;
+        // A pass per batch, as `pooled_features` batches, so that progress is per batch.
+        let mut sorted = Vec::with_capacity(refs.len());
+        for batch in refs.chunks(config.batch_size) {
+            sorted.extend(pooled_features(model, batch, config.batch_size)?);
+            progress(batch.len() as u64);
+        }
         let mut features = vec![Vec::new(); docs.len()];
         for (i, f) in order.into_iter().zip(sorted) {
             features[i] = f;
@@ -283,11 +301,16 @@ pub fn evaluate_sentiment(
             )
         })
         .collect();
-    let zero_shot_predictions: Vec<usize> =
-        zero_shot_scores(model, &prompts, &task.label_words, config.batch_size)?
-            .iter()
-            .map(|s| argmax(s))
-            .collect();
+    let zero_shot_predictions: Vec<usize> = zero_shot_scores(
+        model,
+        &prompts,
+        &task.label_words,
+        config.batch_size,
+        progress,
+    )?
+    .iter()
+    .map(|s| argmax(s))
+    .collect();
 
     let majority = majority_class(&train_labels, classes);
     Ok(SentimentScores {
@@ -339,8 +362,8 @@ mod tests {
         let model = model();
         let prompts = vec![vec![39, 1, 2, 3], vec![39, 4]];
         let candidates = vec![vec![7], vec![8, 9]];
-        let scores = zero_shot_scores(&model, &prompts, &candidates, 1).unwrap();
-        let again = zero_shot_scores(&model, &prompts, &candidates, 16).unwrap();
+        let scores = zero_shot_scores(&model, &prompts, &candidates, 1, &mut |_| {}).unwrap();
+        let again = zero_shot_scores(&model, &prompts, &candidates, 16, &mut |_| {}).unwrap();
         // Same numbers however the rows are batched (padding never reaches a scored position).
         for (a, b) in scores.iter().flatten().zip(again.iter().flatten()) {
             assert!((a - b).abs() < 1e-4, "{a} vs {b}");
@@ -353,8 +376,8 @@ mod tests {
         assert!(scores.iter().flatten().all(|s| *s < 0.0));
         // Single-token candidates take the one-row path; it agrees with the general one.
         let single = vec![vec![7], vec![8]];
-        let fast = zero_shot_scores(&model, &prompts, &single, 3).unwrap();
-        let slow = sequence_scores(&model, &prompts, &single, 3).unwrap();
+        let fast = zero_shot_scores(&model, &prompts, &single, 3, &mut |_| {}).unwrap();
+        let slow = sequence_scores(&model, &prompts, &single, 3, &mut |_| {}).unwrap();
         for (a, b) in fast.iter().flatten().zip(slow.iter().flatten()) {
             assert!((a - b).abs() < 1e-4, "{a} vs {b}");
         }
@@ -381,6 +404,7 @@ mod tests {
             train: (0..60).map(example).collect(),
             test: (60..90).map(example).collect(),
         };
+        let mut seen = 0;
         let scores = evaluate_sentiment(
             &model,
             &task,
@@ -389,8 +413,14 @@ mod tests {
                 probe: ProbeConfig::default(),
                 batch_size: 8,
             },
+            &mut |n| seen += n,
         )
         .unwrap();
+        assert_eq!(
+            seen,
+            sentiment_progress_total(&task),
+            "progress counts train features, test features and zero-shot test prompts"
+        );
         assert_eq!(scores.train_examples, 60);
         assert_eq!(scores.test_examples, 30);
         assert!(scores.probe.accuracy > 0.9, "{:?}", scores.probe);

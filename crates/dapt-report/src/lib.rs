@@ -32,7 +32,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use markdown::render_markdown;
+pub use markdown::{TIMING_FILE, render_markdown, render_timing};
 
 pub const REPORT_FILE: &str = "report.md";
 pub const REPORT_JSON: &str = "report.json";
@@ -63,13 +63,12 @@ pub struct Conservation {
 pub struct LogRow {
     pub step: u64,
     pub train_loss: f64,
-    pub tokens_per_s: f64,
     /// Validation loss (nats) per set, on the steps that validated.
     pub validation: BTreeMap<String, f64>,
 }
 
-/// A training stage's `train_log.csv`
-/// (`step,lr,train_loss,grad_norm,tokens,tokens_per_s,val_<name>...`).
+/// A training stage's `train_log.csv` (`step,lr,train_loss,grad_norm,tokens,val_<name>...`;
+/// other columns are ignored).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TrainLog {
     pub rows: Vec<LogRow>,
@@ -77,36 +76,32 @@ pub struct TrainLog {
 
 impl TrainLog {
     pub fn parse(text: &str) -> Result<Self> {
-        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-        let header: Vec<&str> = lines
-            .next()
-            .context("empty training log")?
-            .split(',')
-            .collect();
-        let column = |name: &str| header.iter().position(|h| h.trim() == name);
-        let (Some(step), Some(loss), Some(rate)) =
-            (column("step"), column("train_loss"), column("tokens_per_s"))
-        else {
-            bail!("training log header lacks step, train_loss or tokens_per_s: {header:?}");
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_reader(text.as_bytes());
+        let header = reader.headers().context("empty training log")?.clone();
+        let column = |name: &str| header.iter().position(|h| h == name);
+        let (Some(step), Some(loss)) = (column("step"), column("train_loss")) else {
+            bail!("training log header lacks step or train_loss: {header:?}");
         };
         let validation: Vec<(usize, String)> = header
             .iter()
             .enumerate()
-            .filter_map(|(i, h)| Some((i, h.trim().strip_prefix("val_")?.to_string())))
+            .filter_map(|(i, h)| Some((i, h.strip_prefix("val_")?.to_string())))
             .collect();
         let mut rows = Vec::new();
-        for (n, line) in lines.enumerate() {
-            let fields: Vec<&str> = line.split(',').collect();
-            let field = |i: usize| fields.get(i).map(|f| f.trim()).unwrap_or("");
+        for record in reader.records() {
+            let record = record.context("training log")?;
+            let line = record.position().map_or(0, |p| p.line());
+            let field = |i: usize| record.get(i).unwrap_or("");
             let parse = |i: usize| -> Result<f64> {
-                field(i).parse::<f64>().with_context(|| {
-                    format!("training log line {}: bad number {:?}", n + 2, field(i))
-                })
+                field(i)
+                    .parse::<f64>()
+                    .with_context(|| format!("training log line {line}: bad number {:?}", field(i)))
             };
             rows.push(LogRow {
                 step: parse(step)? as u64,
                 train_loss: parse(loss)?,
-                tokens_per_s: parse(rate)?,
                 validation: validation
                     .iter()
                     .filter(|(i, _)| !field(*i).is_empty())
@@ -115,13 +110,6 @@ impl TrainLog {
             });
         }
         Ok(Self { rows })
-    }
-
-    /// Median tokens/s over the steps (0 for an empty log).
-    pub fn median_tokens_per_s(&self) -> f64 {
-        let mut rates: Vec<f64> = self.rows.iter().map(|r| r.tokens_per_s).collect();
-        rates.sort_by(f64::total_cmp);
-        rates.get(rates.len() / 2).copied().unwrap_or(0.0)
     }
 
     /// The latest validation loss of each set.
@@ -138,6 +126,30 @@ impl TrainLog {
             .with_context(|| format!("reading training log {}", path.display()))?;
         Self::parse(&text).with_context(|| format!("parsing {}", path.display()))
     }
+}
+
+/// Median tokens/s of a training stage's `throughput.csv` (`step,seconds,tokens_per_s`, in
+/// the stage's `timing/`), 0 for an empty file.
+pub fn median_tokens_per_s(path: &Path) -> Result<f64> {
+    let mut reader = csv::Reader::from_path(path)
+        .with_context(|| format!("reading throughput log {}", path.display()))?;
+    let header = reader.headers()?.clone();
+    let rate = header
+        .iter()
+        .position(|h| h == "tokens_per_s")
+        .with_context(|| format!("{} has no tokens_per_s column", path.display()))?;
+    let mut rates = Vec::new();
+    for record in reader.records() {
+        let record = record.with_context(|| format!("reading {}", path.display()))?;
+        let value = record.get(rate).unwrap_or("");
+        rates.push(
+            value
+                .parse::<f64>()
+                .with_context(|| format!("{}: bad tokens_per_s {value:?}", path.display()))?,
+        );
+    }
+    rates.sort_by(f64::total_cmp);
+    Ok(rates.get(rates.len() / 2).copied().unwrap_or(0.0))
 }
 
 /// A trained model: its stage and, when present, its training log.
@@ -312,6 +324,7 @@ impl ReportInput {
 pub fn write_report(
     input: &ReportInput,
     out_dir: &Path,
+    timing_dir: Option<&Path>,
     fonts: &[PathBuf],
 ) -> Result<ReportSummary> {
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
@@ -330,6 +343,13 @@ pub fn write_report(
         out_dir.join(REPORT_JSON),
         serde_json::to_vec_pretty(&summary)?,
     )?;
+    if let Some(dir) = timing_dir {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(
+            dir.join(markdown::TIMING_FILE),
+            markdown::render_timing(input),
+        )?;
+    }
     Ok(summary)
 }
 

@@ -670,8 +670,6 @@ fn training_section(w: &mut String, input: &ReportInput, summary: &ReportSummary
         let _ = write!(header, " validation {s} |");
         rule.push_str("---:|");
     }
-    header.push_str(" tokens/s | wall time (s) |");
-    rule.push_str("---:|---:|");
     let _ = writeln!(
         w,
         "\n## Training\n\nLosses in nats per token.\n\n{header}\n{rule}"
@@ -686,12 +684,6 @@ fn training_section(w: &mut String, input: &ReportInput, summary: &ReportSummary
         for s in &sets {
             let _ = write!(row, " {} |", f4(num(&c, &["validation", s])));
         }
-        let _ = write!(
-            row,
-            " {} | {:.1} |",
-            f2(num(&c, &["tokens_per_s"])),
-            m.stage.seconds
-        );
         let _ = writeln!(w, "{row}");
     }
     image(
@@ -702,7 +694,38 @@ fn training_section(w: &mut String, input: &ReportInput, summary: &ReportSummary
     );
     let _ = writeln!(
         w,
-        "\nEvaluation (`{}`) took {:.1} s.",
-        input.evaluation.name, input.evaluation.seconds
+        "\nWall times and throughput of this run are in `../timing/{TIMING_FILE}`, apart from \
+         this report, so that the same results always give the same report."
     );
+}
+
+/// The report stage's `timing/timing.md`: wall time of every summarised stage and the
+/// training throughput. Measurements of one run, kept out of `report.md`.
+pub const TIMING_FILE: &str = "timing.md";
+
+/// Renders [`TIMING_FILE`].
+pub fn render_timing(input: &ReportInput) -> String {
+    let mut w = String::new();
+    let _ = writeln!(
+        w,
+        "# Timing of `{}`\n\n| stage | kind | wall time (s) | tokens/s |\n|---|---|---:|---:|",
+        input.pipeline
+    );
+    let stages = input
+        .stages
+        .iter()
+        .chain(input.models.iter().map(|m| &m.stage))
+        .chain(std::iter::once(&input.evaluation));
+    for stage in stages {
+        let rate = num(&stage.counts_value(), &["tokens_per_s"]);
+        let _ = writeln!(
+            w,
+            "| `{}` | {} | {:.1} | {} |",
+            stage.name,
+            stage.kind,
+            stage.seconds,
+            rate.map_or_else(|| "".to_string(), |r| f2(Some(r)))
+        );
+    }
+    w
 }

@@ -11,6 +11,7 @@ fn plots_without_font_have_no_text_but_exist() {
     let summary = write_report(
         &common::input(),
         dir.path(),
+        None,
         &["/nonexistent/font.ttf".into()],
     )
     .unwrap();

@@ -13,7 +13,9 @@ fn is_png(path: &std::path::Path) -> bool {
 fn report_states_gain_and_cost_with_manifest_numbers() {
     let dir = tempfile::tempdir().unwrap();
     let input = common::input();
-    let summary = write_report(&input, dir.path(), &default_fonts()).unwrap();
+    let timing = dir.path().join("timing");
+    std::fs::create_dir_all(&timing).unwrap();
+    let summary = write_report(&input, dir.path(), Some(&timing), &default_fonts()).unwrap();
     let text = std::fs::read_to_string(dir.path().join(REPORT_FILE)).unwrap();
     let lines: Vec<&str> = text.lines().collect();
 
@@ -60,7 +62,18 @@ fn report_states_gain_and_cost_with_manifest_numbers() {
     assert!(text.contains("| financial | 4.0428 | 1.5513 |"));
     assert!(text.contains("| `continue_mix` | phrasebank | 500 | 100 | 0.7500 | 0.3750 | 0.4000 | 0.2000 | 0.6000 | 0.3000 |"));
     assert!(text.contains("| `continue_mix` | financial | 0.7000 | 0.7000 | 70 | 8960 | 0.0100 |"));
-    assert!(text.contains("| `base` | 4.0000 | 4.1000 | 4.2000 | 1000.00 | 12.5 |"));
+    assert!(text.contains("| `base` | 4.0000 | 4.1000 | 4.2000 |\n"));
+    // Wall times and throughput go beside the report, not in it.
+    assert!(
+        !text.contains("1000.00"),
+        "throughput leaked into report.md"
+    );
+    let timing = std::fs::read_to_string(timing.join(dapt_report::TIMING_FILE)).unwrap();
+    let base = timing
+        .lines()
+        .find(|l| l.starts_with("| `base` |"))
+        .unwrap_or_else(|| panic!("no row for base in\n{timing}"));
+    assert!(base.ends_with("| 1000.00 |"), "{base}");
 
     // Every plot written, a real PNG, and linked from the markdown.
     assert_eq!(summary.plots.len(), 5, "{:?}", summary.plots);
@@ -81,7 +94,7 @@ fn headline_needs_both_models_on_both_domains() {
     let dir = tempfile::tempdir().unwrap();
     let mut input = common::input();
     input.adapted = "continue_financial".into();
-    let err = write_report(&input, dir.path(), &[])
+    let err = write_report(&input, dir.path(), None, &[])
         .unwrap_err()
         .to_string();
     assert!(err.contains("continue_financial"), "{err}");

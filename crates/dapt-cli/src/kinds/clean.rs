@@ -94,7 +94,8 @@ impl StageKind for CleanKind {
         let configs = configs(&ctx.stage.params).map_err(|e| super::docs::param_error(&e))?;
         let shards = input_shards(ctx)?;
         let results = ctx.for_each_shard("clean", shards.len(), |i| {
-            let mut sink = ShardSink::create(&ctx.out_dir, &shards[i].name())?;
+            let mut sink = ShardSink::create(ctx, &shards[i].name())?;
+            sink.read(shards[i].rows()?);
             let mut cleaners: BTreeMap<String, Cleaner> = BTreeMap::new();
             let mut read = 0;
             for doc in shards[i].documents()? {
@@ -146,7 +147,7 @@ impl StageKind for CleanKind {
         counts.insert("by_corpus".into(), serde_json::to_value(&per_corpus)?);
         Ok(RunReport {
             counts,
-            conservation: Some(total.conservation(read)),
+            conservation: Some(total.conservation()),
         })
     }
 }

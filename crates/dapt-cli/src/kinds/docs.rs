@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use dapt_dag::{Conservation, ParamError, StageContext, StageSpec, parse_params};
-use dapt_data::{DocShardReader, DocShardWriter, Document, Rejected, RejectedShardWriter};
+use dapt_data::{
+    DocShardReader, DocShardWriter, Document, Rejected, RejectedShardWriter, parquet_rows,
+};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +48,12 @@ impl InputShard {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         format!("{}.{stem}", self.stage)
+    }
+
+    /// Documents in the shard, from its parquet footer: what the stage was given,
+    /// counted apart from how the stage iterates it.
+    pub fn rows(&self) -> anyhow::Result<u64> {
+        Ok(parquet_rows(&self.path)?)
     }
 
     pub fn read(&self) -> anyhow::Result<DocShardReader> {
@@ -98,6 +106,9 @@ pub fn shards_of(stage: &str, dir: &Path) -> anyhow::Result<Vec<InputShard>> {
 pub struct ShardSink {
     docs: DocShardWriter,
     rejected: RejectedShardWriter,
+    docs_path: PathBuf,
+    rejected_path: PathBuf,
+    stage: String,
     pub counts: SinkCounts,
 }
 
@@ -108,6 +119,18 @@ pub struct SinkCounts {
     pub rejected: BTreeMap<String, u64>,
     pub reasons: BTreeMap<String, u64>,
     pub splits: BTreeMap<String, u64>,
+    /// The conservation tally, each side counted on its own: documents the kind was
+    /// given ([`ShardSink::read`]), and rows found in the finished files on disk.
+    #[serde(default)]
+    pub tally: Tally,
+}
+
+/// Documents in, and rows out as the finished shard files hold them.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Tally {
+    pub read: u64,
+    pub kept_rows: u64,
+    pub rejected_rows: u64,
 }
 
 impl SinkCounts {
@@ -122,6 +145,9 @@ impl SinkCounts {
                 *mine.entry(k.clone()).or_default() += v;
             }
         }
+        self.tally.read += other.tally.read;
+        self.tally.kept_rows += other.tally.kept_rows;
+        self.tally.rejected_rows += other.tally.rejected_rows;
     }
 
     pub fn total_kept(&self) -> u64 {
@@ -132,12 +158,13 @@ impl SinkCounts {
         self.rejected.values().sum()
     }
 
-    /// The stage's account of its `input` documents: these kept, these rejected.
-    pub fn conservation(&self, input: u64) -> Conservation {
+    /// The stage's account of its documents: those it was given against the rows its
+    /// output files hold (not its own kept/rejected counters, so a lost document shows).
+    pub fn conservation(&self) -> Conservation {
         Conservation {
-            input,
-            kept: self.total_kept(),
-            rejected: self.total_rejected(),
+            input: self.tally.read,
+            kept: self.tally.kept_rows,
+            rejected: self.tally.rejected_rows,
         }
     }
 
@@ -147,20 +174,33 @@ impl SinkCounts {
         for s in shards {
             total.merge(s);
         }
-        let json = serde_json::to_value(&total).unwrap_or_default();
+        let mut json = serde_json::to_value(&total).unwrap_or_default();
+        if let Some(map) = json.as_object_mut() {
+            map.remove("tally"); // the manifest's `conservation` holds it
+        }
         (total, json)
     }
 }
 
 impl ShardSink {
-    pub fn create(out_dir: &Path, name: &str) -> anyhow::Result<ShardSink> {
+    /// Output shard `name` of the running stage.
+    pub fn create(ctx: &StageContext, name: &str) -> anyhow::Result<ShardSink> {
+        let docs_path = ctx.out_dir.join(DOCS).join(format!("{name}.parquet"));
+        let rejected_path = ctx.out_dir.join(REJECTED).join(format!("{name}.parquet"));
         Ok(ShardSink {
-            docs: DocShardWriter::create(out_dir.join(DOCS).join(format!("{name}.parquet")))?,
-            rejected: RejectedShardWriter::create(
-                out_dir.join(REJECTED).join(format!("{name}.parquet")),
-            )?,
+            docs: DocShardWriter::create(&docs_path)?,
+            rejected: RejectedShardWriter::create(&rejected_path)?,
+            docs_path,
+            rejected_path,
+            stage: ctx.stage.name.clone(),
             counts: SinkCounts::default(),
         })
+    }
+
+    /// Counts `n` documents given to the stage for this shard (read from a file, or
+    /// from an input shard's footer).
+    pub fn read(&mut self, n: u64) {
+        self.counts.tally.read += n;
     }
 
     pub fn keep(&mut self, doc: Document) -> anyhow::Result<()> {
@@ -170,6 +210,9 @@ impl ShardSink {
             .splits
             .entry(doc.split.clone().unwrap_or_else(|| "none".into()))
             .or_default() += 1;
+        if dapt_dag::fault::hit("drop-document", &self.stage) {
+            return Ok(()); // a lost document, on purpose: the conservation check must see it
+        }
         Ok(self.docs.write(doc)?)
     }
 
@@ -187,9 +230,19 @@ impl ShardSink {
         Ok(self.rejected.write(rejected)?)
     }
 
-    pub fn finish(self) -> anyhow::Result<SinkCounts> {
+    /// Finishes both files and counts the rows they hold on disk.
+    pub fn finish(mut self) -> anyhow::Result<SinkCounts> {
         self.docs.finish()?;
+        dapt_dag::fault::hit("parquet-finish", &self.stage);
         self.rejected.finish()?;
+        self.counts.tally.kept_rows = parquet_rows(&self.docs_path)?;
+        self.counts.tally.rejected_rows = parquet_rows(&self.rejected_path)?;
+        // Checked per shard, before the shard is marked finished, so that a rerun
+        // redoes this shard instead of resuming past it.
+        self.counts
+            .conservation()
+            .check()
+            .map_err(|d| anyhow::anyhow!("{}: {d}", self.docs_path.display()))?;
         Ok(self.counts)
     }
 }

@@ -24,7 +24,8 @@ use dapt_dag::{ParamError, RunReport, StageContext, StageKind, parse_params};
 use dapt_eval::lm::ScoredDocument;
 use dapt_eval::{
     LmEvalConfig, LmScore, ProbeConfig, SentimentConfig, SentimentExample, SentimentScores,
-    SentimentTask, evaluate_sentiment, hash_order, score_documents, take_until_tokens,
+    SentimentTask, evaluate_sentiment, hash_order, score_documents, sentiment_progress_total,
+    take_until_tokens,
 };
 use dapt_tokenize::{Document, DocumentEncoder, TokenShardReader, end_of_text_id, load_tokenizer};
 use serde::{Deserialize, Serialize};
@@ -258,13 +259,35 @@ impl StageKind for EvaluateKind {
             tasks,
         };
 
+        // Scores of a model read through another tokenizer's ids are meaningless.
+        for name in &p.models {
+            let own = super::training::model_dir(&ctx.input_dir(name)).join(TOKENIZER_FILE);
+            same_tokenizer(&own, &tokenizer_path, &tokenizer).with_context(|| {
+                format!(
+                    "model `{name}` was not trained with the tokenizer of `{}`; evaluate it \
+                     with the tokenizer stage its training used",
+                    p.tokenizer
+                )
+            })?;
+        }
+
+        // Progress per batch, in documents and examples of all models (one shard each).
+        let per_model: u64 = work
+            .domains
+            .values()
+            .map(|d| d.docs.len() as u64)
+            .sum::<u64>()
+            + work.tasks.iter().map(sentiment_progress_total).sum::<u64>();
+        ctx.count_own_progress(per_model * p.models.len() as u64, "documents");
         let device = dapt_model::device_from_name(&p.device)?;
         let results = ctx.for_each_shard("models", p.models.len(), |i| {
             let name = &p.models[i];
             let dir = super::training::model_dir(&ctx.input_dir(name));
             let (model, _) = dapt_model::load_exported(&dir, &device)
                 .with_context(|| format!("loading model of `{name}` from {}", dir.display()))?;
-            score_model(&model, &work, &p).with_context(|| format!("evaluating model `{name}`"))
+            ctx.status(&format!("scoring `{name}`"));
+            score_model(&model, &work, &p, &mut |n| ctx.add_progress(n))
+                .with_context(|| format!("evaluating model `{name}`"))
         })?;
 
         let mut lm = BTreeMap::new();
@@ -302,12 +325,19 @@ impl StageKind for EvaluateKind {
         if !sentiment.is_empty() {
             counts.insert("sentiment".into(), serde_json::to_value(sentiment)?);
         }
-        counts.insert("seconds_per_model".into(), serde_json::to_value(seconds)?);
         std::fs::create_dir_all(&ctx.out_dir)?;
         dapt_dag::fsutil::atomic_write(
             &ctx.out_dir.join(SCORES_FILE),
             &serde_json::to_vec_pretty(&counts)?,
         )?;
+        // Wall times are measurements, not scores: beside the outputs, so that the same
+        // scores from a rerun leave the report fresh.
+        let seconds = serde_json::to_value(seconds)?;
+        dapt_dag::fsutil::atomic_write(
+            &ctx.timing_dir.join("seconds.json"),
+            &serde_json::to_vec_pretty(&seconds)?,
+        )?;
+        counts.insert("seconds_per_model".into(), seconds);
         Ok(RunReport {
             counts,
             conservation: None,
@@ -315,10 +345,43 @@ impl StageKind for EvaluateKind {
     }
 }
 
+/// `Ok` when the model's `tokenizer.json` (at `own`) is the evaluation's: the same
+/// bytes, or the same vocabulary with the same special tokens.
+fn same_tokenizer(
+    own: &std::path::Path,
+    theirs_path: &std::path::Path,
+    theirs: &dapt_tokenize::Tokenizer,
+) -> anyhow::Result<()> {
+    let bytes = std::fs::read(own).with_context(|| format!("reading {}", own.display()))?;
+    if bytes == std::fs::read(theirs_path)? {
+        return Ok(());
+    }
+    let model_tokenizer =
+        load_tokenizer(own).with_context(|| format!("loading {}", own.display()))?;
+    let (a, b) = (model_tokenizer.get_vocab(true), theirs.get_vocab(true));
+    if a == b {
+        return Ok(());
+    }
+    let differing = a
+        .iter()
+        .filter(|(token, id)| b.get(*token) != Some(id))
+        .map(|(token, _)| token.clone())
+        .take(3)
+        .collect::<Vec<_>>();
+    anyhow::bail!(
+        "{} ({} tokens) and {} ({} tokens) differ, e.g. in {differing:?}",
+        own.display(),
+        a.len(),
+        theirs_path.display(),
+        b.len()
+    )
+}
+
 fn score_model(
     model: &dapt_model::Decoder,
     work: &Workload,
     p: &Params,
+    progress: &mut dyn FnMut(u64),
 ) -> anyhow::Result<ModelScores> {
     let started = Instant::now();
     let context = p.context.unwrap_or(model.context());
@@ -342,7 +405,7 @@ fn score_model(
                 bytes: *bytes,
             })
             .collect();
-        let score = score_documents(model, &scored, work.end_of_text, &config, &mut |_| {})
+        let score = score_documents(model, &scored, work.end_of_text, &config, progress)
             .with_context(|| format!("scoring domain {domain}"))?;
         lm.insert(domain.clone(), score);
     }
@@ -353,7 +416,7 @@ fn score_model(
     };
     let mut sentiment = BTreeMap::new();
     for task in &work.tasks {
-        let scores = evaluate_sentiment(model, task, work.end_of_text, &sentiment_config)
+        let scores = evaluate_sentiment(model, task, work.end_of_text, &sentiment_config, progress)
             .with_context(|| format!("sentiment dataset {}", task.name))?;
         sentiment.insert(task.name.clone(), scores);
     }
@@ -468,7 +531,11 @@ fn load_tasks(
         };
         let mut train = Vec::new();
         let mut test = Vec::new();
+        let mut splits_found: BTreeMap<String, u64> = BTreeMap::new();
         for d in docs.iter().filter(|d| spec.sources.contains(&d.source)) {
+            *splits_found
+                .entry(d.split.clone().unwrap_or_else(|| "none".into()))
+                .or_default() += 1;
             let label = d.label.as_deref().unwrap_or_default();
             let class = class_of(label).with_context(|| {
                 format!(
@@ -484,8 +551,22 @@ fn load_tasks(
             }
         }
         if train.is_empty() || test.is_empty() {
-            // Not in this pipeline's data (or not both splits): skip rather than fail.
-            continue;
+            // A default dataset whose corpora this pipeline does not ingest is skipped;
+            // one named in `datasets`, or present without both splits, is an error.
+            if p.datasets.is_none() && splits_found.is_empty() {
+                continue;
+            }
+            anyhow::bail!(
+                "sentiment dataset `{name}` needs documents of both the train and the test \
+                 split in `{stage}` (sources {:?}), but found {}; give its corpus a split \
+                 (`split`, or `split_from = \"hash\"` for a seeded hash split)",
+                spec.sources,
+                if splits_found.is_empty() {
+                    "no documents".to_string()
+                } else {
+                    format!("{splits_found:?}")
+                }
+            );
         }
         let examples = |mut rows: Vec<(String, String, usize)>, cap: usize| {
             hash_order(&mut rows, seed, |r| &r.0);

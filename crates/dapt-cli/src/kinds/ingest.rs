@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use dapt_dag::{ParamError, Pipeline, RunReport, StageContext, StageKind, StageSpec, parse_params};
-use dapt_data::{CorpusConfig, ReadStats, Record, read_files};
+use dapt_data::{CorpusConfig, ReadStats, Record, Rejected, read_files};
 use serde::{Deserialize, Serialize};
 
 use super::docs::{ShardSink, SinkCounts, params};
@@ -79,9 +79,12 @@ impl IngestKind {
                 files: Vec::new(),
             };
             let mut bytes = 0;
+            // Ids from `id_field` must be unique in the corpus; one shard reads all of
+            // its files so that a repeated id is seen wherever it occurs.
+            let one_shard = config.id_field.is_some();
             for file in files {
                 let size = std::fs::metadata(&file).map_or(0, |m| m.len());
-                if !current.files.is_empty() && bytes + size > limit {
+                if !one_shard && !current.files.is_empty() && bytes + size > limit {
                     let index = current.index + 1;
                     groups.push(std::mem::replace(
                         &mut current,
@@ -108,7 +111,8 @@ impl StageKind for IngestKind {
     }
 
     fn version(&self) -> u32 {
-        1
+        // 2: JSONL keeps other fields as metadata; repeated ids are quarantined.
+        2
     }
 
     fn check(&self, params: &toml::Table) -> Result<(), Vec<ParamError>> {
@@ -136,11 +140,10 @@ impl StageKind for IngestKind {
             .collect::<anyhow::Result<_>>()?;
         let results = ctx.for_each_shard("read", groups.len(), |i| {
             let group = &groups[i];
-            let mut sink = ShardSink::create(
-                &ctx.out_dir,
-                &format!("{}-{:05}", group.corpus, group.index),
-            )?;
+            let mut sink = ShardSink::create(ctx, &format!("{}-{:05}", group.corpus, group.index))?;
             let mut failure = None;
+            // Where each id was first seen: a repeated `id_field` value is quarantined.
+            let mut seen_ids: std::collections::HashMap<String, u64> = Default::default();
             let stats: ReadStats = read_files(
                 &group.corpus,
                 &configs[group.corpus.as_str()],
@@ -150,7 +153,28 @@ impl StageKind for IngestKind {
                     if failure.is_some() {
                         return;
                     }
+                    sink.read(1);
                     let written = match record {
+                        Record::Doc(doc) if configs[group.corpus.as_str()].id_field.is_some() => {
+                            let ordinal = sink.counts.tally.read;
+                            match seen_ids.get(&doc.id) {
+                                Some(first) => sink.reject(Rejected {
+                                    detail: format!(
+                                        "id `{}` (record {ordinal} of the corpus) was already \
+                                         given to record {first}",
+                                        doc.id
+                                    ),
+                                    id: doc.id,
+                                    source: doc.source,
+                                    reason: "duplicate_id".into(),
+                                    text: Some(doc.text),
+                                }),
+                                None => {
+                                    seen_ids.insert(doc.id.clone(), ordinal);
+                                    sink.keep(doc)
+                                }
+                            }
+                        }
                         Record::Doc(doc) => sink.keep(doc),
                         Record::Rejected(r) => sink.reject(r),
                     };
@@ -181,10 +205,9 @@ impl StageKind for IngestKind {
             results.iter().map(|r| r.bytes).sum::<u64>().into(),
         );
         counts.insert("by_corpus".into(), by_corpus);
-        let input = total.total_kept() + total.total_rejected();
         Ok(RunReport {
             counts,
-            conservation: Some(total.conservation(input)),
+            conservation: Some(total.conservation()),
         })
     }
 }

@@ -114,7 +114,7 @@ impl StageKind for ReportKind {
         };
         let mut fonts: Vec<std::path::PathBuf> = p.font.iter().map(Into::into).collect();
         fonts.extend(default_fonts());
-        let summary = write_report(&input, &ctx.out_dir, &fonts)?;
+        let summary = write_report(&input, &ctx.out_dir, Some(&ctx.timing_dir), &fonts)?;
         let mut counts: BTreeMap<String, serde_json::Value> = BTreeMap::new();
         counts.insert("headline".into(), serde_json::to_value(&summary.headline)?);
         counts.insert("plots".into(), serde_json::to_value(&summary.plots)?);

@@ -4,11 +4,13 @@
 //! files, ECTSum's folders, PhraseBank's fixed split). Any other document is placed by
 //! a stable hash of its id — or of a metadata field named in `group_by`, so that
 //! e.g. all filings of one company (`cik`) land in the same split — with the
-//! configured ratios. Nothing is dropped.
+//! configured ratios. Nothing is dropped. A document that lacks its corpus's
+//! `group_by` field is an error naming the corpus and the field: falling back to the
+//! id would quietly scatter the group across splits.
 
 use std::collections::BTreeMap;
 
-use dapt_dag::{Conservation, ParamError, RunReport, StageContext, StageKind, parse_params};
+use dapt_dag::{ParamError, RunReport, StageContext, StageKind, parse_params};
 use dapt_data::Document;
 use serde::Deserialize;
 
@@ -51,15 +53,27 @@ impl Params {
         "train"
     }
 
-    fn key<'d>(&self, doc: &'d Document) -> std::borrow::Cow<'d, str> {
-        let field = self.group_by.get(&doc.source);
-        let value = field.and_then(|f| {
-            let meta: serde_json::Value = serde_json::from_str(doc.meta.as_deref()?).ok()?;
-            Some(meta.get(f)?.to_string())
-        });
-        match value {
-            Some(v) => std::borrow::Cow::Owned(format!("{}/{v}", doc.source)),
-            None => std::borrow::Cow::Borrowed(&doc.id),
+    /// What the split is hashed from: the document's id, or the value of its corpus's
+    /// `group_by` field. A document without that field is an error naming the corpus
+    /// and the field (falling back to the id would scatter the group it belongs to).
+    fn key<'d>(&self, doc: &'d Document) -> anyhow::Result<std::borrow::Cow<'d, str>> {
+        let Some(field) = self.group_by.get(&doc.source) else {
+            return Ok(std::borrow::Cow::Borrowed(&doc.id));
+        };
+        let meta: Option<serde_json::Value> = doc
+            .meta
+            .as_deref()
+            .and_then(|m| serde_json::from_str(m).ok());
+        match meta.as_ref().and_then(|m| m.get(field)) {
+            Some(v) if !v.is_null() => Ok(std::borrow::Cow::Owned(format!("{}/{v}", doc.source))),
+            _ => anyhow::bail!(
+                "corpus `{}`: document {} has no `{field}` field, which group_by.{} names \
+                 (its metadata: {})",
+                doc.source,
+                doc.id,
+                doc.source,
+                doc.meta.as_deref().unwrap_or("none")
+            ),
         }
     }
 }
@@ -118,11 +132,12 @@ impl StageKind for SplitKind {
         let p: Params = params(ctx.stage)?;
         let shards = input_shards(ctx)?;
         let written = ctx.for_each_shard("split", shards.len(), |i| {
-            let mut sink = ShardSink::create(&ctx.out_dir, &shards[i].name())?;
+            let mut sink = ShardSink::create(ctx, &shards[i].name())?;
+            sink.read(shards[i].rows()?);
             for doc in shards[i].documents()? {
                 let mut doc = doc?;
                 if doc.split.is_none() {
-                    doc.split = Some(p.split_at(unit_hash(&p.key(&doc))).to_string());
+                    doc.split = Some(p.split_at(unit_hash(&p.key(&doc)?)).to_string());
                 }
                 sink.keep(doc)?;
             }
@@ -134,11 +149,7 @@ impl StageKind for SplitKind {
         counts.insert("by_corpus".into(), json);
         Ok(RunReport {
             counts,
-            conservation: Some(Conservation {
-                input: total.total_kept(),
-                kept: total.total_kept(),
-                rejected: 0,
-            }),
+            conservation: Some(total.conservation()),
         })
     }
 }
@@ -177,12 +188,21 @@ mod tests {
             ..Document::new(id.into(), "financial", "edgar", "text".into())
         };
         assert_eq!(
-            p.key(&doc("edgar/a", "1000")),
-            p.key(&doc("edgar/b", "1000"))
+            p.key(&doc("edgar/a", "1000")).unwrap(),
+            p.key(&doc("edgar/b", "1000")).unwrap()
         );
         assert_ne!(
-            p.key(&doc("edgar/a", "1000")),
-            p.key(&doc("edgar/a", "2000"))
+            p.key(&doc("edgar/a", "1000")).unwrap(),
+            p.key(&doc("edgar/a", "2000")).unwrap()
+        );
+        let without = Document {
+            meta: Some("{\"year\": 2020}".into()),
+            ..Document::new("edgar/c".into(), "financial", "edgar", "text".into())
+        };
+        let error = p.key(&without).unwrap_err().to_string();
+        assert!(
+            error.contains("corpus `edgar`") && error.contains("no `cik` field"),
+            "{error}"
         );
     }
 }

@@ -64,24 +64,50 @@ impl StageKind for TokenizeKind {
                 .documents()?
                 .map(|d| {
                     let d = d?;
+                    let Some(split) = d.split else {
+                        anyhow::bail!(
+                            "document {} in {} has no split; put a `split` stage between \
+                             ingest and tokenize (or give the corpus `split_from`)",
+                            d.id,
+                            shard.path.display()
+                        );
+                    };
                     Ok(Document {
                         id: d.id,
                         domain: d.domain,
-                        split: d.split.unwrap_or_else(|| "train".into()),
+                        split,
                         text: d.text,
                     })
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            let mut docs = docs;
+            if dapt_dag::fault::hit("drop-document", &ctx.stage.name) {
+                docs.pop(); // a lost document, on purpose: conservation must see it
+            }
             let target = ctx
                 .out_dir
                 .join(TOKENS)
                 .join(format!("{}.parquet", shard.name()));
             std::fs::create_dir_all(target.parent().expect("has a parent"))?;
-            encoder.encode_to_shard(docs, &target)
+            let stats = encoder.encode_to_shard(docs, &target)?;
+            // Conservation, each side counted on its own: the input shard's footer
+            // against the rows (one per document) of the token shard on disk.
+            let tally = (shard.rows()?, dapt_data::parquet_rows(&target)?);
+            Conservation {
+                input: tally.0,
+                kept: tally.1,
+                rejected: 0,
+            }
+            .check()
+            .map_err(|d| anyhow::anyhow!("{}: {d}", target.display()))?;
+            Ok((stats, tally))
         })?;
         let mut stats = TokenStats::default();
-        for r in &results {
+        let (mut read, mut written) = (0, 0);
+        for (r, (docs_in, docs_out)) in &results {
             stats.merge(r);
+            read += docs_in;
+            written += docs_out;
         }
         let total = stats.total();
         let mut counts = BTreeMap::new();
@@ -95,8 +121,8 @@ impl StageKind for TokenizeKind {
         Ok(RunReport {
             counts,
             conservation: Some(Conservation {
-                input: total.documents,
-                kept: total.documents,
+                input: read,
+                kept: written,
                 rejected: 0,
             }),
         })

@@ -102,11 +102,27 @@ impl StageKind for TokenizerKind {
         }
         let shards = input_shards(ctx)?;
         let mut documents = Vec::new();
+        let mut total = 0;
         for shard in &shards {
+            total += shard.rows()?;
             documents.push(shard.documents()?);
         }
+        ctx.count_own_progress(total, "documents");
+        ctx.status("sampling the training split");
         let mut error = None;
-        let samples = documents.into_iter().flatten().filter_map(|d| match d {
+        let mut read = 0u64;
+        let samples = documents.into_iter().flatten().filter_map(|d| {
+            // Progress in steps, not per document: the stage reads a million of them.
+            read += 1;
+            if read % 1024 == 0 || read == total {
+                ctx.add_progress(if read % 1024 == 0 { 1024 } else { read % 1024 });
+                if read == total {
+                    ctx.status(&format!("learning {} BPE merges", p.vocab_size));
+                }
+            }
+            Some(d)
+        });
+        let samples = samples.filter_map(|d| match d {
             Ok(doc) if doc.split.as_deref() == Some("train") => Some((doc.domain, doc.text)),
             Ok(_) => None,
             Err(e) => {

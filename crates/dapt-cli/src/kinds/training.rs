@@ -7,9 +7,12 @@
 //! | path                         | what                                                    |
 //! |------------------------------|---------------------------------------------------------|
 //! | `model/`                     | `config.json`, `model.safetensors`, the `tokenizer.json` it was trained with |
-//! | `train_log.csv`              | one row per step: lr, losses, grad norm, tokens, tokens/s, validation losses |
+//! | `train_log.csv`              | one row per step: lr, losses, grad norm, tokens, validation losses |
 //! | `mixture.json`               | the realised mixture: sequences, tokens, share and epochs per domain |
 //! | `checkpoints/step-N/`        | the newest checkpoints (model, optimizer, data cursor, RNG)            |
+//!
+//! and its `timing/` (not hashed: a rerun that reproduces the weights changes nothing
+//! downstream) holds `throughput.csv`, the seconds and tokens/s of every step.
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -475,6 +478,7 @@ pub fn run(ctx: &StageContext, start: Start) -> anyhow::Result<RunReport> {
     let outcome = train(
         TrainRun {
             dir: &ctx.out_dir,
+            timing_dir: &ctx.timing_dir,
             model: &model,
             config: &config,
             init,
@@ -544,7 +548,10 @@ pub fn run(ctx: &StageContext, start: Start) -> anyhow::Result<RunReport> {
     put("steps", outcome.step.into());
     put("tokens", tokens.into());
     put("tokens_total", tokens_total.into());
-    put("tokens_per_s", log.median_tokens_per_s().into());
+    put(
+        "tokens_per_s",
+        dapt_report::median_tokens_per_s(&ctx.timing_dir.join(dapt_model::THROUGHPUT_FILE))?.into(),
+    );
     put(
         "final_train_loss",
         log.rows.last().map_or(f64::NAN, |r| r.train_loss).into(),

@@ -1,10 +1,12 @@
 //! JSON Lines: one object per line; `text_field` (default `text`) must be a
-//! string, `label_field` and `id_field` may be strings or numbers. Blank lines
-//! are skipped; a malformed line is rejected with `file:line:column`.
+//! string, `label_field` and `id_field` may be strings or numbers. The object's
+//! other fields are kept as the document's metadata (so `split`'s `group_by` can
+//! name them), as datatrove's JSONL reader does. Blank lines are skipped; a
+//! malformed line is rejected with `file:line:column`.
 
 use std::path::Path;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{ReadCtx, Reader, for_each_line};
 use crate::document::Record;
@@ -53,13 +55,21 @@ impl Reader for Jsonl {
                 );
                 return sink(ctx.reject("missing_field", detail, Some(line)));
             };
-            let mut doc = ctx.doc(text, fell_back, Map::new());
-            if let Some(field) = &config.label_field {
-                doc.label = object.get(field).and_then(scalar_text);
-            }
-            if let Some(field) = &config.id_field
-                && let Some(id) = object.get(field).and_then(scalar_text)
-            {
+            let label = config
+                .label_field
+                .as_ref()
+                .and_then(|field| object.remove(field))
+                .as_ref()
+                .and_then(scalar_text);
+            let id = config
+                .id_field
+                .as_ref()
+                .and_then(|field| object.remove(field))
+                .as_ref()
+                .and_then(scalar_text);
+            let mut doc = ctx.doc(text, fell_back, object);
+            doc.label = label;
+            if let Some(id) = id {
                 doc.id = format!("{}/{id}", ctx.corpus);
             }
             sink(Record::Doc(doc));

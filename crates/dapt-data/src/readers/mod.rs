@@ -230,13 +230,7 @@ pub fn read_files(
     let hash_split = config.split_from() == Some(SplitFrom::Hash);
     let mut stats = ReadStats::default();
     for path in files {
-        let relative = path
-            .strip_prefix(data_root)
-            .unwrap_or(&path)
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy())
-            .collect::<Vec<_>>()
-            .join("/");
+        let relative = crate::config::relative_name(&path, data_root);
         let ctx = ReadCtx::new(corpus, config, relative);
         stats.files += 1;
         stats.bytes += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
