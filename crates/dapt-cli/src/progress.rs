@@ -1,27 +1,118 @@
-//! How a run looks: an indicatif bar per running stage on a terminal, plain log
-//! lines otherwise, and the final table.
+//! How a run looks: an indicatif bar per running stage on a terminal; otherwise (CI,
+//! batch-scheduler logs, `| tee`) plain log lines, plus one line per running stage
+//! about every 10 s (`DAPT_PROGRESS_INTERVAL_SECS`) with its count, rate and ETA;
+//! and the final table.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
-use std::sync::Mutex;
+use std::sync::mpsc::{RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use dapt_dag::{Observer, Outcome, RunSummary};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
+/// Seconds between two progress lines of a running stage when stderr is not a terminal.
+pub const INTERVAL_ENV: &str = "DAPT_PROGRESS_INTERVAL_SECS";
+
 pub struct RunProgress {
     bars: Option<(MultiProgress, Mutex<HashMap<String, ProgressBar>>)>,
+    /// Without a terminal: what each running stage has done, read by the ticker.
+    running: Arc<Mutex<BTreeMap<String, Running>>>,
+    ticker: Option<(Sender<()>, JoinHandle<()>)>,
     t0: Instant,
+}
+
+/// A running stage's progress as the ticker reports it.
+struct Running {
+    started: Instant,
+    done: u64,
+    total: Option<u64>,
+    unit: String,
+    /// When and at what count the current unit was first seen: the rate counts only
+    /// work done in this attempt (not shards an earlier one finished).
+    since: Option<(Instant, u64)>,
+    status: String,
+}
+
+impl Running {
+    fn line(&self, stage: &str, now: Instant) -> String {
+        let mut line = format!(
+            "{stage}: running {}",
+            human_duration(now.duration_since(self.started).as_secs_f64())
+        );
+        if !self.unit.is_empty() {
+            line.push_str(&format!(", {}", thousands(self.done)));
+            if let Some(total) = self.total {
+                line.push_str(&format!("/{}", thousands(total)));
+            }
+            line.push_str(&format!(" {}", self.unit));
+            if let Some((t, d0)) = self.since {
+                let secs = now.duration_since(t).as_secs_f64();
+                let rate = if secs > 0.0 {
+                    self.done.saturating_sub(d0) as f64 / secs
+                } else {
+                    0.0
+                };
+                line.push_str(&format!(", {} {}/s", rate_text(rate), self.unit));
+                match self.total {
+                    Some(total) if rate > 0.0 && total >= self.done => line.push_str(&format!(
+                        ", eta {}",
+                        human_duration((total - self.done) as f64 / rate)
+                    )),
+                    _ => line.push_str(", eta ?"),
+                }
+            }
+        }
+        if !self.status.is_empty() {
+            line.push_str(&format!(" ({})", self.status));
+        }
+        line
+    }
+}
+
+fn interval() -> Duration {
+    std::env::var(INTERVAL_ENV)
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map_or(Duration::from_secs(10), Duration::from_secs_f64)
 }
 
 impl RunProgress {
     pub fn new() -> Self {
-        let bars = std::io::stderr()
-            .is_terminal()
-            .then(|| (MultiProgress::new(), Mutex::new(HashMap::new())));
+        let terminal = std::io::stderr().is_terminal();
+        let bars = terminal.then(|| (MultiProgress::new(), Mutex::new(HashMap::new())));
+        let running: Arc<Mutex<BTreeMap<String, Running>>> = Arc::default();
+        let t0 = Instant::now();
+        let ticker = (!terminal).then(|| {
+            let (stop, wake) = std::sync::mpsc::channel::<()>();
+            let running = Arc::clone(&running);
+            let every = interval();
+            let handle = std::thread::spawn(move || {
+                loop {
+                    match wake.recv_timeout(every) {
+                        Err(RecvTimeoutError::Timeout) => {}
+                        _ => return,
+                    }
+                    let now = Instant::now();
+                    let lines: Vec<String> = lock(&running)
+                        .iter()
+                        .map(|(stage, r)| r.line(stage, now))
+                        .collect();
+                    for line in lines {
+                        println!("[{:>7.1}s]        {line}", t0.elapsed().as_secs_f64());
+                    }
+                }
+            });
+            (stop, handle)
+        });
         RunProgress {
             bars,
-            t0: Instant::now(),
+            running,
+            ticker,
+            t0,
         }
     }
 
@@ -32,6 +123,52 @@ impl RunProgress {
             }
             None => println!("[{:>7.1}s] {text}", self.t0.elapsed().as_secs_f64()),
         }
+    }
+}
+
+impl Drop for RunProgress {
+    fn drop(&mut self) {
+        if let Some((stop, handle)) = self.ticker.take() {
+            let _ = stop.send(());
+            let _ = handle.join();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `12345678` as `12,345,678`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn rate_text(rate: f64) -> String {
+    if rate >= 100.0 {
+        thousands(rate.round() as u64)
+    } else if rate >= 1.0 {
+        format!("{rate:.1}")
+    } else {
+        format!("{rate:.3}")
+    }
+}
+
+/// `75.3` seconds as `1m15s`.
+fn human_duration(secs: f64) -> String {
+    let s = secs.round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
     }
 }
 
@@ -48,16 +185,26 @@ impl Observer for RunProgress {
             );
             bar.set_prefix(stage.to_string());
             bar.enable_steady_tick(Duration::from_millis(120));
-            bars.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(stage.to_string(), bar);
+            lock(bars).insert(stage.to_string(), bar);
+        } else {
+            lock(&self.running).insert(
+                stage.to_string(),
+                Running {
+                    started: Instant::now(),
+                    done: 0,
+                    total: None,
+                    unit: String::new(),
+                    since: None,
+                    status: String::new(),
+                },
+            );
         }
         self.line(format!("start  {stage}: {why}"));
     }
 
     fn progress(&self, stage: &str, done: u64, total: Option<u64>, unit: &str) {
         if let Some((_, bars)) = &self.bars
-            && let Some(bar) = bars.lock().unwrap_or_else(|e| e.into_inner()).get(stage)
+            && let Some(bar) = lock(bars).get(stage)
         {
             if let Some(total) = total {
                 bar.set_length(total);
@@ -65,13 +212,27 @@ impl Observer for RunProgress {
             bar.set_position(done);
             bar.set_message(unit.to_string());
         }
+        if let Some(r) = lock(&self.running).get_mut(stage) {
+            if r.unit != unit || r.total != total {
+                r.unit = unit.to_string();
+                r.total = total;
+                r.since = None;
+            }
+            r.done = done;
+            // The first count of a unit may be work an earlier attempt did (finished
+            // shards): the rate starts from it.
+            r.since.get_or_insert((Instant::now(), done));
+        }
     }
 
     fn status(&self, stage: &str, text: &str) {
         if let Some((_, bars)) = &self.bars
-            && let Some(bar) = bars.lock().unwrap_or_else(|e| e.into_inner()).get(stage)
+            && let Some(bar) = lock(bars).get(stage)
         {
             bar.set_message(text.to_string());
+        }
+        if let Some(r) = lock(&self.running).get_mut(stage) {
+            r.status = text.to_string();
         }
     }
 
@@ -81,10 +242,11 @@ impl Observer for RunProgress {
 
     fn finished(&self, stage: &str, outcome: &Outcome) {
         if let Some((_, bars)) = &self.bars
-            && let Some(bar) = bars.lock().unwrap_or_else(|e| e.into_inner()).remove(stage)
+            && let Some(bar) = lock(bars).remove(stage)
         {
             bar.finish_and_clear();
         }
+        lock(&self.running).remove(stage);
         let detail = match outcome {
             Outcome::Ran { seconds, .. } => format!("in {seconds:.2}s"),
             Outcome::Failed(e) => format!("\n{e}"),
