@@ -130,3 +130,54 @@ fn the_shipped_pipelines_are_valid() {
         }
     }
 }
+
+/// The workspace's `rust-version` is honest: no dependency in the lock file needs a newer
+/// compiler, and this compiler is not older than it (CI builds with the one it names).
+#[test]
+fn rust_version_is_the_real_minimum() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let version = |v: &str| -> Vec<u64> { v.split('.').map(|p| p.parse().unwrap()).collect() };
+    let ours = env!("CARGO_PKG_RUST_VERSION");
+    assert!(
+        !ours.is_empty(),
+        "the crate inherits the workspace's rust-version"
+    );
+    let used: std::collections::HashSet<&str> = metadata["resolve"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    let newest = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| used.contains(p["id"].as_str().unwrap()))
+        .filter_map(|p| Some((p["rust_version"].as_str()?, p["name"].as_str()?)))
+        .max_by_key(|(v, _)| version(v))
+        .unwrap();
+    assert!(
+        version(newest.0) <= version(ours),
+        "{} needs Rust {}, above the workspace's rust-version {ours}",
+        newest.1,
+        newest.0
+    );
+    let rustc = std::process::Command::new("rustc")
+        .arg("--version")
+        .output()
+        .unwrap();
+    let rustc = String::from_utf8(rustc.stdout).unwrap();
+    let rustc_version = rustc.split_whitespace().nth(1).unwrap();
+    let rustc_version: Vec<u64> = version(rustc_version.split('-').next().unwrap());
+    assert!(
+        rustc_version >= version(ours),
+        "{rustc} is older than rust-version {ours}"
+    );
+}
