@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Fills DEST (default data/raw) with the corpora, verified against MANIFEST.sha256.
+# Usage: scripts/fetch-data.sh [DEST [fetch_data.py options]]
 # With DAPT_DATA_MIRROR set, copies from that folder; the mirror's manifest is the
 # reference. Files already present with the right hash are not copied again.
+# Without it, scripts/fetch_data.py downloads every file from its public home (URLs
+# pinned to commits in data/sources.tsv, checked against data/MANIFEST.sha256,
+# resumable; see its header). Extra arguments go to it (e.g. --only general/gutenberg).
 set -euo pipefail
 dest="${1:-data/raw}"
 mirror="${DAPT_DATA_MIRROR:-}"
 
 if [[ -z "$mirror" ]]; then
-  echo "error: DAPT_DATA_MIRROR is not set; set it to a folder holding the corpora and MANIFEST.sha256 (e.g. ../shared/data)" >&2
-  exit 1
+  exec python3 "$(dirname "${BASH_SOURCE[0]}")/fetch_data.py" "$dest" "${@:2}"
 fi
 if [[ ! -f "$mirror/MANIFEST.sha256" ]]; then
   echo "error: $mirror/MANIFEST.sha256 not found; DAPT_DATA_MIRROR must point at the corpus mirror" >&2
