@@ -111,16 +111,16 @@ impl StageKind for TokenizerKind {
         ctx.status("sampling the training split");
         let mut error = None;
         let mut read = 0u64;
-        let samples = documents.into_iter().flatten().filter_map(|d| {
+        let samples = documents.into_iter().flatten().inspect(|_| {
             // Progress in steps, not per document: the stage reads a million of them.
             read += 1;
-            if read % 1024 == 0 || read == total {
-                ctx.add_progress(if read % 1024 == 0 { 1024 } else { read % 1024 });
+            let step = read % 1024;
+            if step == 0 || read == total {
+                ctx.add_progress(if step == 0 { 1024 } else { step });
                 if read == total {
                     ctx.status(&format!("learning {} BPE merges", p.vocab_size));
                 }
             }
-            Some(d)
         });
         let samples = samples.filter_map(|d| match d {
             Ok(doc) if doc.split.as_deref() == Some("train") => Some((doc.domain, doc.text)),
