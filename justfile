@@ -16,7 +16,7 @@ pipeline: build data
 build:
     cargo build --release -p dapt-cli
 
-# Fill data/raw/ from $DAPT_DATA_MIRROR (verified against its MANIFEST.sha256).
+# Fill data/raw/ (sha256-checked): copy $DAPT_DATA_MIRROR if set, else download (data/sources.tsv).
 data:
     scripts/fetch-data.sh data/raw
 
@@ -25,8 +25,12 @@ model:
     scripts/fetch-model.sh models
 
 # Every test: unit, integration, end-to-end on slices of the real corpora.
-test:
+test: test-data-download
     cargo test --workspace --no-fail-fast
+
+# `just data` without a mirror, offline: a local server plays the hosts (drops, corruption).
+test-data-download:
+    python3 scripts/test_fetch_data.py
 
 # Benchmarks (speed and memory goals are checked here, not in timed tests).
 bench: build data
@@ -35,6 +39,17 @@ bench: build data
     scripts/bench-dedup.sh {{dapt_release}} target/bench
     cargo run --quiet --release -p dapt-tokenize --example bench_encode -- data/raw/financial/ectsum
     scripts/bench-train.sh target/bench
+
+# Fault-injection campaign: the test pipeline killed at 20 seeded moments and named points,
+# rerun each time, outputs compared byte for byte; and a full disk (needs root for tmpfs).
+chaos seed="7":
+    DAPT_CHAOS_KILLS=20 DAPT_CHAOS_SEED={{seed}} cargo test --workspace --test chaos -- --nocapture --test-threads 1
+
+# Property tests of every reader and the pipeline.toml parser (tests/fuzz.rs in dapt-data and
+# dapt-dag): CASES per reader and per property (`just test` runs 400); about 5 min on 2 cores.
+# DAPT_FUZZ_SEED=N draws other cases.
+fuzz cases="20000":
+    DAPT_FUZZ_CASES={{cases}} cargo test --workspace --test fuzz -- --nocapture
 
 # The LibTorch backend (torch 2.9.0 in a virtualenv): a short training on CPU, and CUDA if present.
 test-tch:

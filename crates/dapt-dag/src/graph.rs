@@ -42,6 +42,10 @@ impl Graph {
     }
 
     /// A cycle as a list of stage names, each an input of the next, if any.
+    ///
+    /// A depth-first search with an explicit stack: a recursive one overflowed the
+    /// thread's stack (an abort, not an error) on a chain of ~10,000 stages listed
+    /// downstream first (found by crates/dapt-dag/tests/fuzz.rs).
     pub fn find_cycle(&self) -> Option<Vec<String>> {
         #[derive(Clone, Copy, PartialEq)]
         enum Mark {
@@ -49,52 +53,49 @@ impl Graph {
             OnPath,
             Done,
         }
-        fn visit(
-            g: &Graph,
-            i: usize,
-            marks: &mut [Mark],
-            path: &mut Vec<usize>,
-        ) -> Option<Vec<String>> {
-            marks[i] = Mark::OnPath;
-            path.push(i);
-            for input in g.inputs(&g.nodes[i].0) {
-                let j = g.index[input];
+        let mut marks = vec![Mark::New; self.nodes.len()];
+        for root in 0..self.nodes.len() {
+            if marks[root] != Mark::New {
+                continue;
+            }
+            // Runs downstream -> upstream: each stage and how many of its inputs
+            // have been looked at.
+            let mut path: Vec<(usize, usize)> = vec![(root, 0)];
+            marks[root] = Mark::OnPath;
+            while let Some(&(i, next)) = path.last() {
+                let last = path.len() - 1;
+                path[last].1 += 1;
+                let Some(input) = self.inputs(&self.nodes[i].0).nth(next) else {
+                    path.pop();
+                    marks[i] = Mark::Done;
+                    continue;
+                };
+                let j = self.index[input];
                 match marks[j] {
                     Mark::OnPath => {
-                        let start = path.iter().position(|&p| p == j).unwrap_or(0);
-                        // `path` runs downstream -> upstream; report it upstream first.
+                        let start = path.iter().position(|&(p, _)| p == j).unwrap_or(0);
+                        // Report it upstream first.
                         let mut cycle: Vec<String> = path[start..]
                             .iter()
-                            .map(|&p| g.nodes[p].0.clone())
+                            .map(|&(p, _)| self.nodes[p].0.clone())
                             .collect();
                         cycle.reverse();
                         // Start at the stage defined first, so the report is stable.
                         let first = (0..cycle.len())
-                            .min_by_key(|&k| g.index[&cycle[k]])
+                            .min_by_key(|&k| self.index[&cycle[k]])
                             .unwrap_or(0);
                         cycle.rotate_left(first);
                         return Some(cycle);
                     }
                     Mark::New => {
-                        if let Some(c) = visit(g, j, marks, path) {
-                            return Some(c);
-                        }
+                        marks[j] = Mark::OnPath;
+                        path.push((j, 0));
                     }
                     Mark::Done => {}
                 }
             }
-            path.pop();
-            marks[i] = Mark::Done;
-            None
         }
-        let mut marks = vec![Mark::New; self.nodes.len()];
-        (0..self.nodes.len()).find_map(|i| {
-            if marks[i] == Mark::New {
-                visit(self, i, &mut marks, &mut Vec::new())
-            } else {
-                None
-            }
-        })
+        None
     }
 
     /// All stages in an order where every stage follows its inputs; ties keep
@@ -176,6 +177,35 @@ mod tests {
             );
         }
         assert!(graph(&[("a", &[]), ("b", &["a"])]).find_cycle().is_none());
+    }
+
+    /// Found by tests/fuzz.rs: the recursive search overflowed the stack here.
+    #[test]
+    fn a_long_chain_listed_downstream_first_does_not_overflow_the_stack() {
+        let n = 100_000;
+        let names: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
+        let chain = move |last_input: Vec<String>| {
+            let mut nodes: Vec<(String, Vec<String>)> = (0..n - 1)
+                .map(|i| (names[i].clone(), vec![names[i + 1].clone()]))
+                .collect();
+            nodes.push((names[n - 1].clone(), last_input));
+            Graph::new(nodes)
+        };
+        // On a 2 MiB thread, like a test's or a worker's.
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                assert!(chain(vec![]).find_cycle().is_none());
+                let cycle = chain(vec!["s0".into()]).find_cycle().expect("cycle");
+                assert_eq!(cycle.len(), n);
+                assert_eq!(
+                    (cycle[0].as_str(), cycle[1].as_str()),
+                    ("s0", &*format!("s{}", n - 1))
+                );
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 
     #[test]
