@@ -48,7 +48,10 @@ impl Running {
                 line.push_str(&format!("/{}", thousands(total)));
             }
             line.push_str(&format!(" {}", self.unit));
-            if let Some((t, d0)) = self.since {
+            if self.total.is_some_and(|t| self.done >= t) {
+                // A finished count: the stage is on to work it does not count.
+                line.push_str(" done");
+            } else if let Some((t, d0)) = self.since {
                 let secs = now.duration_since(t).as_secs_f64();
                 let rate = if secs > 0.0 {
                     self.done.saturating_sub(d0) as f64 / secs
@@ -289,4 +292,45 @@ pub fn summary_table(summary: &RunSummary) -> String {
         rows.push([stage.clone(), outcome.label().into(), time, detail]);
     }
     crate::table(&rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(done: u64, total: Option<u64>, status: &str, t0: Instant) -> Running {
+        Running {
+            started: t0,
+            done,
+            total,
+            unit: "documents".into(),
+            since: Some((t0 + Duration::from_secs(10), 1_000)),
+            status: status.into(),
+        }
+    }
+
+    #[test]
+    fn a_line_gives_count_rate_and_eta_from_this_attempts_work() {
+        let t0 = Instant::now();
+        let now = t0 + Duration::from_secs(30);
+        // 4,000 documents in the 20 s since the first count (1,000 were an earlier
+        // attempt's): 200/s, and 5,000 to go take 25 s.
+        let line = running(5_000, Some(10_000), "scoring `base`", t0).line("evaluate", now);
+        assert_eq!(
+            line,
+            "evaluate: running 30s, 5,000/10,000 documents, 200 documents/s, eta 25s (scoring `base`)"
+        );
+        let done = running(10_000, Some(10_000), "learning merges", t0).line("tokenizer", now);
+        assert_eq!(
+            done,
+            "tokenizer: running 30s, 10,000/10,000 documents done (learning merges)"
+        );
+        let open = running(5_000, None, "", t0).line("ingest", now);
+        assert_eq!(
+            open,
+            "ingest: running 30s, 5,000 documents, 200 documents/s, eta ?"
+        );
+        assert_eq!(human_duration(3725.0), "1h02m");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
 }

@@ -243,6 +243,7 @@ impl StageKind for DedupKind {
 
         // Pass 3: write what survives.
         let t2 = Instant::now();
+        ctx.status("writing what survives");
         let written = ctx.for_each_shard("write", shards.len(), |s| {
             let shard = &shards[s];
             let mut sink = ShardSink::create(ctx, &shard.name())?;

@@ -55,18 +55,16 @@ impl Reader for Jsonl {
                 );
                 return sink(ctx.reject("missing_field", detail, Some(line)));
             };
-            let label = config
-                .label_field
-                .as_ref()
-                .and_then(|field| object.remove(field))
-                .as_ref()
-                .and_then(scalar_text);
-            let id = config
-                .id_field
-                .as_ref()
-                .and_then(|field| object.remove(field))
-                .as_ref()
-                .and_then(scalar_text);
+            // Label and id leave the object; what remains is the metadata.
+            let mut take = |field: &Option<String>| {
+                field
+                    .as_ref()
+                    .and_then(|f| object.remove(f))
+                    .as_ref()
+                    .and_then(scalar_text)
+            };
+            let label = take(&config.label_field);
+            let id = take(&config.id_field);
             let mut doc = ctx.doc(text, fell_back, object);
             doc.label = label;
             if let Some(id) = id {
