@@ -560,7 +560,7 @@ fn a_killed_dedup_resumes_to_byte_identical_outputs() {
     // Abort, as a kill would, right after the third signature shard is marked.
     let killed = sb
         .command(&["run"])
-        .env("DAPT_INJECT_KILL_AFTER_SHARDS", "3")
+        .env("DAPT_FAULT", "shard-done#3=abort")
         .output()
         .unwrap();
     assert!(!killed.status.success(), "the injected kill did not happen");

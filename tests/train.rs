@@ -60,7 +60,7 @@ fn a_training_stage_killed_after_a_checkpoint_resumes_to_the_same_weights() {
     // Killed (abort, no cleanup) right after base's second checkpoint (step 32 of 64).
     let killed = sb
         .command(&["run", "base"])
-        .env("DAPT_INJECT_KILL_AFTER_SHARDS", "2")
+        .env("DAPT_FAULT", "shard-done#2=abort")
         .output()
         .unwrap();
     assert!(!killed.status.success(), "the injected kill stops the run");

@@ -3,7 +3,8 @@
 //! a timer.
 //!
 //! `DAPT_FAULT` holds comma-separated rules `POINT[/STAGE][#N]=ACTION`:
-//! - `POINT` is a name passed to [`hit`] (`shard-done`, `manifest-commit`,
+//! - `POINT` is a name passed to [`hit`] (`shard-done`: a shard or checkpoint marked
+//!   finished, counted over the whole process; `manifest-commit`,
 //!   `parquet-finish`, `checkpoint-write`, `lock-handover`, `kind-run`,
 //!   `drop-document`, …: `grep -rn 'fault::hit'` lists them);
 //! - `/STAGE` limits the rule to one stage (points outside a stage have stage `""`);

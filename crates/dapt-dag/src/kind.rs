@@ -251,12 +251,13 @@ impl StageContext<'_> {
 
     /// Records durable progress written outside [`Self::for_each_shard`], such as training
     /// checkpoint `index` of `phase`: `dapt status` counts it with the finished shards, and
-    /// it is a failure-injection point like a finished shard (`DAPT_INJECT_KILL_AFTER_SHARDS`).
+    /// it is the fault point `shard-done` like a finished shard (`DAPT_FAULT=shard-done#N=abort`).
     pub fn durable_progress(&self, phase: &str, index: u64) -> anyhow::Result<()> {
         let marks = self.dir.shard_marks().join(phase);
         std::fs::create_dir_all(&marks)?;
         atomic_write(&marks.join(format!("{index:09}.json")), b"null")?;
-        inject_kill_after_shard();
+        // Tests abort here at an exact point instead of racing a timer.
+        crate::fault::hit("shard-done", "");
         Ok(())
     }
 
@@ -315,7 +316,7 @@ impl StageContext<'_> {
                                 if shard_progress {
                                     self.add_progress(1);
                                 }
-                                inject_kill_after_shard();
+                                crate::fault::hit("shard-done", "");
                             }
                             Err(e) => {
                                 stop.store(true, Ordering::SeqCst);
@@ -350,24 +351,6 @@ impl StageContext<'_> {
     /// The pipeline root, where relative paths in parameters resolve.
     pub fn root(&self) -> &Path {
         &self.pipeline.root
-    }
-}
-
-/// Failure injection for tests: with `DAPT_INJECT_KILL_AFTER_SHARDS=N`, the process
-/// aborts (no cleanup, like SIGKILL) right after its N-th shard is marked finished (or
-/// N-th [`StageContext::durable_progress`]),
-/// so resume can be tested at an exact point instead of by racing a timer.
-fn inject_kill_after_shard() {
-    crate::fault::hit("shard-done", "");
-    static MARKED: AtomicUsize = AtomicUsize::new(0);
-    let Some(limit) = std::env::var("DAPT_INJECT_KILL_AFTER_SHARDS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-    else {
-        return;
-    };
-    if MARKED.fetch_add(1, Ordering::SeqCst) + 1 >= limit {
-        std::process::abort();
     }
 }
 

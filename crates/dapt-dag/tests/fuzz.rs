@@ -20,41 +20,23 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use dapt_dag::{ConfigErrors, ParamError, Pipeline, Registry, RunReport, StageContext, StageKind};
+use dapt_testdata::fuzz::{self, Mutation};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
-use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
-
-fn cases() -> u32 {
-    std::env::var("DAPT_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(400)
-}
-
-fn fuzz_seed() -> u64 {
-    std::env::var("DAPT_FUZZ_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x0da9_7f22)
-}
+use proptest::test_runner::{TestCaseError, TestRunner};
 
 fn run<S: Strategy>(name: &str, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>) {
-    let config = Config {
-        cases: cases(),
-        failure_persistence: None,
-        rng_seed: RngSeed::Fixed(fuzz_seed()),
-        ..Config::default()
-    };
+    let config = fuzz::config(fuzz::cases());
     let start = Instant::now();
     COUNTS.with(|c| c.set((0, 0)));
     let result = TestRunner::new(config).run(&strategy, test);
     let (ok, err) = COUNTS.with(|c| c.get());
     eprintln!(
         "fuzz {name}: {} cases in {:.2}s (seed {}): {ok} accepted, {err} rejected",
-        cases(),
+        fuzz::cases(),
         start.elapsed().as_secs_f64(),
-        fuzz_seed()
+        fuzz::seed()
     );
     if let Err(e) = result {
         panic!("fuzz {name}: {e}");
@@ -462,81 +444,14 @@ fn fuzz_arbitrary_text() {
 // ---------------------------------------------------------------------------
 // Byte mutations of the real files
 
-#[derive(Debug, Clone)]
-enum ByteEdit {
-    Flip(Index, u8),
-    Insert(Index, &'static str),
-    Delete(Index, usize),
-    Truncate(Index),
-    DuplicateLine(Index),
-    DropLine(Index),
-    SwapLines(Index, Index),
+/// Byte mutations whose insertions are mostly TOML's own tokens.
+fn byte_edit() -> impl Strategy<Value = Mutation> {
+    fuzz::mutation(TOML_TOKENS.iter().map(|t| t.as_bytes().to_vec()).collect())
 }
 
-fn byte_edit() -> impl Strategy<Value = ByteEdit> {
-    prop_oneof![
-        2 => (any::<Index>(), 1u8..=255).prop_map(|(i, x)| ByteEdit::Flip(i, x)),
-        4 => (any::<Index>(), select(TOML_TOKENS)).prop_map(|(i, t)| ByteEdit::Insert(i, t)),
-        2 => (any::<Index>(), 1usize..40).prop_map(|(i, n)| ByteEdit::Delete(i, n)),
-        1 => any::<Index>().prop_map(ByteEdit::Truncate),
-        2 => any::<Index>().prop_map(ByteEdit::DuplicateLine),
-        2 => any::<Index>().prop_map(ByteEdit::DropLine),
-        1 => (any::<Index>(), any::<Index>()).prop_map(|(a, b)| ByteEdit::SwapLines(a, b)),
-    ]
-}
-
-fn apply_bytes(text: &str, edits: &[ByteEdit]) -> String {
-    let mut bytes = text.as_bytes().to_vec();
-    for edit in edits {
-        let len = bytes.len();
-        let mut lines = Vec::new();
-        let mut start = 0;
-        for (i, &b) in bytes.iter().enumerate() {
-            if b == b'\n' {
-                lines.push((start, i + 1));
-                start = i + 1;
-            }
-        }
-        if start < len {
-            lines.push((start, len));
-        }
-        match edit {
-            ByteEdit::Flip(i, x) if len > 0 => bytes[i.index(len)] ^= x,
-            ByteEdit::Insert(i, t) => {
-                let at = i.index(len + 1);
-                bytes.splice(at..at, t.bytes());
-            }
-            ByteEdit::Delete(i, n) if len > 0 => {
-                let at = i.index(len);
-                bytes.drain(at..(at + n).min(len));
-            }
-            ByteEdit::Truncate(i) => bytes.truncate(i.index(len + 1)),
-            ByteEdit::DuplicateLine(i) if !lines.is_empty() => {
-                let (s, e) = lines[i.index(lines.len())];
-                let line = bytes[s..e].to_vec();
-                bytes.splice(s..s, line);
-            }
-            ByteEdit::DropLine(i) if !lines.is_empty() => {
-                let (s, e) = lines[i.index(lines.len())];
-                bytes.drain(s..e);
-            }
-            ByteEdit::SwapLines(a, b) if !lines.is_empty() => {
-                let (a, b) = (a.index(lines.len()), b.index(lines.len()));
-                let (a, b) = (lines[a.min(b)], lines[a.max(b)]);
-                if a != b {
-                    let mut out = bytes[..a.0].to_vec();
-                    out.extend_from_slice(&bytes[b.0..b.1]);
-                    out.extend_from_slice(&bytes[a.1..b.0]);
-                    out.extend_from_slice(&bytes[a.0..a.1]);
-                    out.extend_from_slice(&bytes[b.1..]);
-                    bytes = out;
-                }
-            }
-            _ => {}
-        }
-    }
+fn apply_bytes(text: &str, edits: &[Mutation]) -> String {
     // Flips and cuts may break UTF-8; the parser takes text, as `load` reads it.
-    String::from_utf8_lossy(&bytes).into_owned()
+    String::from_utf8_lossy(&fuzz::apply(text.as_bytes().to_vec(), edits)).into_owned()
 }
 
 #[test]
@@ -869,13 +784,18 @@ fn check_want(result: &Result<Pipeline, ConfigErrors>, want: &Want) -> Result<()
     Ok(())
 }
 
+/// The real pipeline files as TOML documents, for structured edits.
+fn real_docs() -> Vec<toml::Value> {
+    real_files()
+        .iter()
+        .map(|t| toml::from_str(t).unwrap())
+        .collect()
+}
+
 #[test]
 fn fuzz_real_files_structured_edits() {
     let registry = registry();
-    let docs: Vec<toml::Value> = real_files()
-        .iter()
-        .map(|t| toml::from_str(t).unwrap())
-        .collect();
+    let docs = real_docs();
     run(
         "pipeline.toml (one structured edit of the real files)",
         (select(docs), edit()),
@@ -890,10 +810,7 @@ fn fuzz_real_files_structured_edits() {
 #[test]
 fn fuzz_real_files_stacked_edits() {
     let registry = registry();
-    let docs: Vec<toml::Value> = real_files()
-        .iter()
-        .map(|t| toml::from_str(t).unwrap())
-        .collect();
+    let docs = real_docs();
     run(
         "pipeline.toml (stacked structured and byte edits)",
         (select(docs), vec(edit(), 1..5), vec(byte_edit(), 0..4)),

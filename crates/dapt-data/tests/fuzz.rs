@@ -26,27 +26,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dapt_data::{CorpusConfig, Encoding, Record, read_files};
+use dapt_testdata::fuzz;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
-use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
+use proptest::test_runner::{TestCaseError, TestRunner};
 
 // ---------------------------------------------------------------------------
 // Runner
-
-fn cases_per_reader() -> u32 {
-    std::env::var("DAPT_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(400)
-}
-
-fn fuzz_seed() -> u64 {
-    std::env::var("DAPT_FUZZ_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x0da9_7f22)
-}
 
 /// Runs `cases` cases of `test` on `strategy`; a failure panics with the shrunk input.
 fn run<S: Strategy>(
@@ -55,12 +42,7 @@ fn run<S: Strategy>(
     strategy: S,
     test: impl Fn(S::Value) -> Result<(), TestCaseError>,
 ) {
-    let config = Config {
-        cases,
-        failure_persistence: None,
-        rng_seed: RngSeed::Fixed(fuzz_seed()),
-        ..Config::default()
-    };
+    let config = fuzz::config(cases);
     TALLY.with(|t| t.borrow_mut().clear());
     let start = Instant::now();
     let result = TestRunner::new(config).run(&strategy, test);
@@ -69,7 +51,7 @@ fn run<S: Strategy>(
     eprintln!(
         "fuzz {name}: {cases} cases in {:.2}s (seed {}): {}",
         start.elapsed().as_secs_f64(),
-        fuzz_seed(),
+        fuzz::seed(),
         tally.join(", ")
     );
     if let Err(e) = result {
@@ -332,91 +314,6 @@ fn dictionary(specific: &[&[u8]]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-#[derive(Debug, Clone)]
-enum Mutation {
-    Flip(Index, u8),
-    Insert(Index, Vec<u8>),
-    Delete(Index, usize),
-    Truncate(Index),
-    DuplicateLine(Index),
-    DropLine(Index),
-    SwapLines(Index, Index),
-}
-
-fn mutation(dict: Vec<Vec<u8>>) -> impl Strategy<Value = Mutation> {
-    let payload = prop_oneof![
-        4 => select(dict),
-        1 => vec(any::<u8>(), 1..6),
-    ];
-    prop_oneof![
-        3 => (any::<Index>(), 1u8..=255).prop_map(|(i, x)| Mutation::Flip(i, x)),
-        4 => (any::<Index>(), payload).prop_map(|(i, p)| Mutation::Insert(i, p)),
-        2 => (any::<Index>(), 1usize..64).prop_map(|(i, n)| Mutation::Delete(i, n)),
-        1 => any::<Index>().prop_map(Mutation::Truncate),
-        2 => any::<Index>().prop_map(Mutation::DuplicateLine),
-        1 => any::<Index>().prop_map(Mutation::DropLine),
-        1 => (any::<Index>(), any::<Index>()).prop_map(|(a, b)| Mutation::SwapLines(a, b)),
-    ]
-}
-
-fn line_spans(bytes: &[u8]) -> Vec<(usize, usize)> {
-    let mut spans = Vec::new();
-    let mut start = 0;
-    for at in memchr::memchr_iter(b'\n', bytes) {
-        spans.push((start, at + 1));
-        start = at + 1;
-    }
-    if start < bytes.len() {
-        spans.push((start, bytes.len()));
-    }
-    spans
-}
-
-fn apply(mut bytes: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
-    for m in mutations {
-        let len = bytes.len();
-        let lines = line_spans(&bytes);
-        match m {
-            Mutation::Flip(i, x) if len > 0 => bytes[i.index(len)] ^= x,
-            Mutation::Insert(i, payload) => {
-                let at = i.index(len + 1);
-                bytes.splice(at..at, payload.iter().copied());
-            }
-            Mutation::Delete(i, n) if len > 0 => {
-                let at = i.index(len);
-                bytes.drain(at..(at + n).min(len));
-            }
-            Mutation::Truncate(i) => bytes.truncate(i.index(len + 1)),
-            Mutation::DuplicateLine(i) if !lines.is_empty() => {
-                let (s, e) = lines[i.index(lines.len())];
-                let mut line = bytes[s..e].to_vec();
-                if line.last() != Some(&b'\n') {
-                    line.insert(0, b'\n');
-                }
-                bytes.splice(e..e, line);
-            }
-            Mutation::DropLine(i) if !lines.is_empty() => {
-                let (s, e) = lines[i.index(lines.len())];
-                bytes.drain(s..e);
-            }
-            Mutation::SwapLines(a, b) if !lines.is_empty() => {
-                let (a, b) = (a.index(lines.len()), b.index(lines.len()));
-                let (a, b) = (lines[a.min(b)], lines[a.max(b)]);
-                if a != b {
-                    let mut out = bytes[..a.0].to_vec();
-                    out.extend_from_slice(&bytes[b.0..b.1]);
-                    out.extend_from_slice(&bytes[a.1..b.0]);
-                    out.extend_from_slice(&bytes[a.0..a.1]);
-                    out.extend_from_slice(&bytes[b.1..]);
-                    bytes = out;
-                }
-            }
-            _ => {}
-        }
-    }
-    bytes
-}
-
 /// Mutated seeds (most cases), soups of dictionary tokens, and arbitrary bytes.
 fn input(seeds: Vec<Vec<u8>>, dict: Vec<Vec<u8>>) -> BoxedStrategy<Vec<u8>> {
     let token = prop_oneof![
@@ -426,8 +323,8 @@ fn input(seeds: Vec<Vec<u8>>, dict: Vec<Vec<u8>>) -> BoxedStrategy<Vec<u8>> {
         1 => vec(any::<u8>(), 0..6),
     ];
     prop_oneof![
-        6 => (select(seeds), vec(mutation(dict), 0..8))
-            .prop_map(|(seed, ms)| apply(seed, &ms)),
+        6 => (select(seeds), vec(fuzz::mutation(dict), 0..8))
+            .prop_map(|(seed, ms)| fuzz::apply(seed, &ms)),
         3 => vec(token, 0..64).prop_map(|tokens| tokens.concat()),
         1 => vec(any::<u8>(), 0..768),
     ]
@@ -660,7 +557,7 @@ fn decode(bytes: &[u8], encoding: Encoding) -> Option<String> {
 /// Lines split on `\n` (no empty line after a final terminator), one trailing
 /// `\r` dropped, longer than `max` (before dropping it) too large.
 fn lines(bytes: &[u8], encoding: Encoding, max: usize) -> Vec<Line> {
-    line_spans(bytes)
+    fuzz::line_spans(bytes)
         .into_iter()
         .map(|(s, e)| {
             let mut line = &bytes[s..e];
@@ -829,7 +726,7 @@ impl BytesFuzz {
 }
 
 fn half() -> u32 {
-    cases_per_reader().div_ceil(2)
+    fuzz::cases().div_ceil(2)
 }
 
 // ---------------------------------------------------------------------------
@@ -860,7 +757,7 @@ fn fuzz_edgar_json() {
         },
         input: None,
     }
-    .run(cases_per_reader());
+    .run(fuzz::cases());
 }
 
 #[test]
@@ -874,7 +771,7 @@ fn fuzz_folder_labels() {
     );
     run(
         "folder-labels",
-        cases_per_reader(),
+        fuzz::cases(),
         strategy,
         move |(bytes, packing, settings)| {
             let config = config("folder-labels", "", &settings);
@@ -910,7 +807,7 @@ fn fuzz_txt_file() {
         },
         input: None,
     }
-    .run(cases_per_reader());
+    .run(fuzz::cases());
 }
 
 // ---------------------------------------------------------------------------
@@ -931,7 +828,7 @@ fn fuzz_txt_line() {
         },
         input: None,
     }
-    .run(cases_per_reader());
+    .run(fuzz::cases());
 }
 
 #[test]
@@ -949,7 +846,7 @@ fn fuzz_phrasebank() {
         },
         input: None,
     }
-    .run(cases_per_reader());
+    .run(fuzz::cases());
 }
 
 const JSONL_TOKENS: &[&[u8]] = &[
@@ -1368,7 +1265,7 @@ fn fuzz_reuters_sgml() {
         },
         input: None,
     }
-    .run(cases_per_reader());
+    .run(fuzz::cases());
 }
 
 // ---------------------------------------------------------------------------

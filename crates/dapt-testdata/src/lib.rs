@@ -7,6 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod fuzz;
+
 /// The workspace root (the folder holding `pipeline.toml`).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

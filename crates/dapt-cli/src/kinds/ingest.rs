@@ -144,6 +144,7 @@ impl StageKind for IngestKind {
             let mut failure = None;
             // Where each id was first seen: a repeated `id_field` value is quarantined.
             let mut seen_ids: std::collections::HashMap<String, u64> = Default::default();
+            let unique_ids = configs[group.corpus.as_str()].id_field.is_some();
             let stats: ReadStats = read_files(
                 &group.corpus,
                 &configs[group.corpus.as_str()],
@@ -155,7 +156,7 @@ impl StageKind for IngestKind {
                     }
                     sink.read(1);
                     let written = match record {
-                        Record::Doc(doc) if configs[group.corpus.as_str()].id_field.is_some() => {
+                        Record::Doc(doc) if unique_ids => {
                             let ordinal = sink.counts.tally.read;
                             match seen_ids.get(&doc.id) {
                                 Some(first) => sink.reject(Rejected {

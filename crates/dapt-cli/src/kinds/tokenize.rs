@@ -60,7 +60,7 @@ impl StageKind for TokenizeKind {
         }
         let results = ctx.for_each_shard("tokenize", shards.len(), |i| {
             let shard = &shards[i];
-            let docs = shard
+            let mut docs = shard
                 .documents()?
                 .map(|d| {
                     let d = d?;
@@ -80,7 +80,6 @@ impl StageKind for TokenizeKind {
                     })
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let mut docs = docs;
             if dapt_dag::fault::hit("drop-document", &ctx.stage.name) {
                 docs.pop(); // a lost document, on purpose: conservation must see it
             }
@@ -92,15 +91,15 @@ impl StageKind for TokenizeKind {
             let stats = encoder.encode_to_shard(docs, &target)?;
             // Conservation, each side counted on its own: the input shard's footer
             // against the rows (one per document) of the token shard on disk.
-            let tally = (shard.rows()?, dapt_data::parquet_rows(&target)?);
+            let (given, written) = (shard.rows()?, dapt_data::parquet_rows(&target)?);
             Conservation {
-                input: tally.0,
-                kept: tally.1,
+                input: given,
+                kept: written,
                 rejected: 0,
             }
             .check()
             .map_err(|d| anyhow::anyhow!("{}: {d}", target.display()))?;
-            Ok((stats, tally))
+            Ok((stats, (given, written)))
         })?;
         let mut stats = TokenStats::default();
         let (mut read, mut written) = (0, 0);
