@@ -11,7 +11,9 @@ set -euo pipefail
 out="${1:-target/bench}"
 venv="$out/venv-torch"
 scripts/torch-venv.sh "$venv"
-cargo build --quiet --release -p dapt-model --example train_throughput
+# With -p dapt-cli beside it, features resolve as for `just build`, so the example reuses
+# that build's dependencies instead of compiling polars and burn a second time (~30 min).
+cargo build --quiet --release -p dapt-cli -p dapt-model --example train_throughput
 # As the dapt binary sets it (crates/dapt-cli/src/main.rs): freed memory stays mapped.
 export RAYON_NUM_THREADS=2 OMP_NUM_THREADS=2 MIMALLOC_PURGE_DELAY=-1
 tch_bin=target/tch/cargo/release/examples/train_throughput

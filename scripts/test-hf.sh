@@ -25,7 +25,9 @@ trap 'rm -rf "$scratch"' EXIT
 
 echo "== dapt trains and exports tiny models into $out/export" >&2
 rm -rf "$out/export"
-cargo run --release -p dapt-model --example hf_export_check -- "$out/export"
+# -p dapt-cli beside it: features resolve as for `just build`, whose dependencies it reuses.
+cargo build --release -p dapt-cli -p dapt-model --example hf_export_check
+target/release/examples/hf_export_check "$out/export"
 
 echo "== transformers loads each export and reproduces dapt's logits" >&2
 shopt -s nullglob
