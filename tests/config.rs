@@ -181,3 +181,42 @@ fn rust_version_is_the_real_minimum() {
         "{rustc} is older than rust-version {ours}"
     );
 }
+
+#[test]
+fn slurm_settings_and_shards_are_checked() {
+    let text = r#"[pipeline]
+name = "cluster"
+
+[executor.slurm]
+partition = "cpu"
+max_array_size = 0
+nodes = 4
+sbatch = { pretrain = ["constraint=a100"] }
+
+[executor.kubernetes]
+
+[stages.a]
+kind = "command"
+cmd = "true"
+tasks = 0
+
+[stages.b]
+kind = "report"
+inputs = ["a"]
+evaluate = "a"
+baseline = "x"
+adapted = "y"
+tasks = 4
+"#;
+    assert_rejected(
+        text,
+        &[
+            (6, 18, "must be at least 1"),
+            (7, 1, "unknown key `nodes`"),
+            (8, 23, "`constraint=a100` is not an sbatch flag"),
+            (10, 11, "unknown key `kubernetes`"),
+            (15, 9, "must be at least 1, found 0"),
+            (23, 9, "a `report` stage runs as one task"),
+        ],
+    );
+}

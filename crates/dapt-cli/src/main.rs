@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 a stage failed or another runtime error; 2 the pipeline
 //! file (or the command line) is invalid; 3 another run holds the work directory.
 
+mod cluster;
 mod export;
 mod generate;
 mod inspect;
@@ -61,6 +62,28 @@ enum Cmd {
         /// After a failure, finish the branches that do not depend on it.
         #[arg(long)]
         keep_going: bool,
+        /// Where stages run: here, or as Slurm jobs (`[executor.slurm]` in the pipeline
+        /// file); `slurm` returns once the jobs are queued.
+        #[arg(long, value_enum, default_value = "local")]
+        executor: Executor,
+        /// With `--executor slurm`: follow the jobs until they end, then exit 1 if a stage
+        /// did not finish.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        pipeline: PipelineArg,
+    },
+    /// One Slurm task of a stage (what `run --executor slurm` submits): with `--rank`, the
+    /// rank's shards; without, the stage's finalising attempt.
+    #[command(hide = true)]
+    SlurmTask {
+        stage: String,
+        #[arg(long, requires = "ranks")]
+        rank: Option<usize>,
+        #[arg(long, requires = "rank")]
+        ranks: Option<usize>,
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         pipeline: PipelineArg,
     },
@@ -129,6 +152,12 @@ enum Cmd {
         #[command(flatten)]
         pipeline: PipelineArg,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Executor {
+    Local,
+    Slurm,
 }
 
 /// `mi_option_purge_delay` in mimalloc 2's `mimalloc.h` (the enum libmimalloc-sys 0.1.49
@@ -237,6 +266,8 @@ fn run(cmd: Cmd, registry: &Registry) -> anyhow::Result<ExitCode> {
             force,
             dry_run,
             keep_going,
+            executor,
+            wait,
             pipeline,
         } => {
             let pipeline = match load(&pipeline, registry) {
@@ -250,6 +281,16 @@ fn run(cmd: Cmd, registry: &Registry) -> anyhow::Result<ExitCode> {
                 dry_run,
                 keep_going,
             };
+            if executor == Executor::Slurm && !dry_run {
+                return cluster::submit(&pipeline, registry, &options, wait);
+            }
+            if wait {
+                eprintln!("error: --wait follows Slurm jobs; it needs --executor slurm");
+                return Ok(ExitCode::from(2));
+            }
+            if !dry_run && let Some(code) = cluster::refuse_while_queued(&pipeline) {
+                return Ok(code);
+            }
             let observer = progress::RunProgress::new();
             let summary = match Engine::new(&pipeline, registry).run(&options, &observer) {
                 Ok(s) => s,
@@ -278,6 +319,19 @@ fn run(cmd: Cmd, registry: &Registry) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::SlurmTask {
+            stage,
+            rank,
+            ranks,
+            force,
+            pipeline,
+        } => {
+            let pipeline = match load(&pipeline, registry) {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            cluster::task(&pipeline, registry, &stage, rank.zip(ranks), force)
+        }
         Cmd::Status { json, pipeline } => {
             let pipeline = match load(&pipeline, registry) {
                 Ok(p) => p,
@@ -285,14 +339,20 @@ fn run(cmd: Cmd, registry: &Registry) -> anyhow::Result<ExitCode> {
             };
             let status = Engine::new(&pipeline, registry).status();
             if json {
+                let slurm = cluster::describe_all(&pipeline, &status);
                 let rows: Vec<serde_json::Value> = status
                     .iter()
                     .map(|(stage, state)| {
-                        serde_json::json!({"stage": stage, "state": state.label(), "reason": state.reason()})
+                        let mut row = serde_json::json!({"stage": stage, "state": state.label(), "reason": state.reason()});
+                        if let Some(jobs) = slurm.get(stage) {
+                            row["slurm"] = jobs.clone().into();
+                        }
+                        row
                     })
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
+                let slurm = cluster::describe_all(&pipeline, &status);
                 let mut rows = vec![[
                     "STAGE".to_string(),
                     "KIND".into(),
@@ -301,10 +361,17 @@ fn run(cmd: Cmd, registry: &Registry) -> anyhow::Result<ExitCode> {
                 ]];
                 for (stage, state) in &status {
                     let kind = pipeline.stage(stage).map_or("", |s| s.kind.as_str());
-                    let why = match state {
+                    let mut why = match state {
                         State::NeverRun(None) => String::new(),
                         s => s.reason().lines().next().unwrap_or("").to_string(),
                     };
+                    if let Some(jobs) = slurm.get(stage) {
+                        why = if why.is_empty() {
+                            format!("slurm: {jobs}")
+                        } else {
+                            format!("slurm: {jobs}; {why}")
+                        };
+                    }
                     rows.push([stage.clone(), kind.into(), state.label().into(), why]);
                 }
                 print!("{}", table(&rows));
@@ -412,7 +479,7 @@ fn graph_dot(pipeline: &Pipeline) -> String {
 }
 
 /// Left-aligned columns; the last column is not padded.
-fn table<const N: usize>(rows: &[[String; N]]) -> String {
+pub(crate) fn table<const N: usize>(rows: &[[String; N]]) -> String {
     let widths: Vec<usize> = (0..N)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();

@@ -20,7 +20,12 @@
 //! kind = "ingest"      # a registered stage kind
 //! inputs = []          # upstream stages
 //! corpora = ["reuters"]  # corpora the stage reads (part of its fingerprint)
+//! tasks = 3            # cluster tasks its shards are dealt to (not hashed: outputs are
+//!                      # the same whatever the count); kinds that work in shards only
 //! # ... the kind's own parameters
+//!
+//! [executor.slurm]     # `dapt run --executor slurm` (see `crate::slurm`)
+//! partition = "cpu"
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
@@ -35,7 +40,7 @@ use crate::kind::{ParamError, Registry};
 
 /// Keys of a `[stages.NAME]` table that the engine owns; every other key is a
 /// parameter of the stage's kind.
-const ENGINE_STAGE_KEYS: [&str; 3] = ["kind", "inputs", "corpora"];
+const ENGINE_STAGE_KEYS: [&str; 4] = ["kind", "inputs", "corpora", "tasks"];
 const PIPELINE_KEYS: [&str; 5] = ["name", "workdir", "seed", "jobs", "data_root"];
 
 /// A validated pipeline.
@@ -55,6 +60,8 @@ pub struct Pipeline {
     pub corpora: BTreeMap<String, toml::Table>,
     /// Stages in file order.
     pub stages: Vec<StageSpec>,
+    /// `[executor.slurm]`, if present.
+    pub slurm: Option<crate::slurm::SlurmConfig>,
 }
 
 /// One `[stages.NAME]` table.
@@ -64,6 +71,10 @@ pub struct StageSpec {
     pub kind: String,
     pub inputs: Vec<String>,
     pub corpora: Vec<String>,
+    /// How many tasks the stage's shards are dealt to on a cluster (shard `i` to task
+    /// `i % tasks`); 1 unless set. Not part of the fingerprint: a kind's shards (and so
+    /// its outputs) do not depend on it.
+    pub tasks: usize,
     /// The kind's parameters: the table without the engine's keys.
     pub params: toml::Table,
 }
@@ -235,7 +246,7 @@ impl Validator<'_> {
     }
 
     fn pipeline(&mut self, file: &Path, doc: &toml::Table, registry: &Registry) -> Pipeline {
-        self.unknown_keys("", doc, &["pipeline", "corpora", "stages"]);
+        self.unknown_keys("", doc, &["pipeline", "corpora", "stages", "executor"]);
         let root = file
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -275,6 +286,7 @@ impl Validator<'_> {
 
         let corpora = self.corpora(doc.get("corpora"), registry);
         let stages = self.stages(doc.get("stages"), &corpora, registry);
+        let slurm = self.executor(doc.get("executor"));
 
         Pipeline {
             file: file.to_path_buf(),
@@ -286,6 +298,29 @@ impl Validator<'_> {
             jobs,
             corpora,
             stages,
+            slurm,
+        }
+    }
+
+    fn executor(&mut self, value: Option<&toml::Value>) -> Option<crate::slurm::SlurmConfig> {
+        let table = self.table("executor", value?)?;
+        self.unknown_keys("executor", table, &["slurm"]);
+        let slurm = self.table("executor.slurm", table.get("slurm")?)?;
+        // Unknown keys first, so the known ones are still checked beside them.
+        self.unknown_keys("executor.slurm", slurm, &crate::slurm::SlurmConfig::KEYS);
+        let known: toml::Table = slurm
+            .iter()
+            .filter(|(k, _)| crate::slurm::SlurmConfig::KEYS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        match crate::kind::parse_params::<crate::slurm::SlurmConfig>(&known)
+            .and_then(|c| c.check().map(|()| c))
+        {
+            Ok(config) => Some(config),
+            Err(errors) => {
+                self.param_errors("executor.slurm", errors);
+                None
+            }
         }
     }
 
@@ -361,6 +396,9 @@ impl Validator<'_> {
                     );
                 }
             }
+            let tasks = self
+                .count(&join(&path, "tasks"), stage.get("tasks"), 1)
+                .map_or(1, |n| n as usize);
             let params: toml::Table = stage
                 .iter()
                 .filter(|(k, _)| !ENGINE_STAGE_KEYS.contains(&k.as_str()))
@@ -379,6 +417,14 @@ impl Validator<'_> {
                         if let Err(errors) = k.check(&params) {
                             self.param_errors(&path, errors);
                         }
+                        if tasks > 1 && !k.sharded() {
+                            self.error(
+                                &join(&path, "tasks"),
+                                format!(
+                                    "a `{kind}` stage runs as one task; `tasks` applies to kinds that work in shards"
+                                ),
+                            );
+                        }
                     }
                 }
             }
@@ -387,6 +433,7 @@ impl Validator<'_> {
                 kind: kind.unwrap_or_default(),
                 inputs,
                 corpora: stage_corpora,
+                tasks,
                 params,
             });
         }

@@ -40,6 +40,19 @@ pub trait StageKind: Send + Sync {
         Vec::new()
     }
 
+    /// Whether the kind does its work through [`StageContext::for_each_shard`], so a
+    /// cluster executor can deal its shards to several tasks (`tasks = N`). The tasks
+    /// run the kind's first sharded phase; the stage's finalising task runs the rest.
+    fn sharded(&self) -> bool {
+        false
+    }
+
+    /// Whether the kind trains a model: on a cluster its job gets the configured GPUs and
+    /// `--requeue` (a requeued job resumes from its newest checkpoint).
+    fn accelerated(&self) -> bool {
+        false
+    }
+
     /// Does the work. Write outputs under `ctx.out_dir` (or the declared outputs);
     /// use [`StageContext::for_each_shard`] so a killed run resumes mid-stage.
     fn run(&self, ctx: &StageContext) -> anyhow::Result<RunReport>;
@@ -190,6 +203,28 @@ pub struct StageContext<'a> {
     /// Set by [`Self::count_own_progress`]: shards then no longer count as progress.
     pub(crate) own_progress: AtomicBool,
     pub(crate) shards: Mutex<Option<ShardStats>>,
+    /// Set in a cluster task that does only its share of the shards (see [`Rank`]).
+    pub(crate) rank: Option<Rank>,
+}
+
+/// One task of a stage's shards on a cluster: `rank` of `ranks` takes shard `i` iff
+/// `i % ranks == rank`, so which task does a shard never changes what it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rank {
+    pub rank: usize,
+    pub ranks: usize,
+}
+
+/// Returned by [`StageContext::for_each_shard`] in a rank task once the task's own
+/// shards of the phase are finished: the task is done, and the stage's finalising task
+/// (which sees every shard finished) goes on from there.
+#[derive(Debug, thiserror::Error)]
+#[error("task {} of {}: its {done} of {count} `{phase}` shard(s) are finished", .rank.rank, .rank.ranks)]
+pub struct ShardsPending {
+    pub rank: Rank,
+    pub phase: String,
+    pub done: usize,
+    pub count: usize,
 }
 
 impl StageContext<'_> {
@@ -274,6 +309,11 @@ impl StageContext<'_> {
     {
         let marks = self.dir.shard_marks().join(phase);
         std::fs::create_dir_all(&marks)?;
+        // The count, so a cluster executor can tell which tasks still have work.
+        atomic_write(
+            &self.dir.shard_marks().join(format!("{phase}.count")),
+            count.to_string().as_bytes(),
+        )?;
         let mark = |i: usize| marks.join(format!("{i:06}.json"));
         let mut results: Vec<Option<T>> = (0..count)
             .map(|i| {
@@ -282,7 +322,11 @@ impl StageContext<'_> {
                     .and_then(|b| serde_json::from_slice(&b).ok())
             })
             .collect();
-        let todo: Vec<usize> = (0..count).filter(|&i| results[i].is_none()).collect();
+        let mine = |i: &usize| self.rank.is_none_or(|r| i % r.ranks == r.rank);
+        let todo: Vec<usize> = (0..count)
+            .filter(|&i| results[i].is_none())
+            .filter(mine)
+            .collect();
         let skipped = count - todo.len();
         let shard_progress = !self.own_progress.load(Ordering::SeqCst);
         if shard_progress {
@@ -304,12 +348,15 @@ impl StageContext<'_> {
                         };
                         // A panicking shard is that shard's error: the others stop
                         // cleanly and the message names the shard.
-                        let result = crate::panics::catch(|| work(i))
-                            .unwrap_or_else(|panic| Err(anyhow::anyhow!(panic)))
-                            .and_then(|value| {
-                                atomic_write(&mark(i), &serde_json::to_vec(&value)?)?;
-                                Ok(value)
-                            });
+                        let result = crate::panics::catch(|| {
+                            crate::fault::hit("shard-start", &format!("{}.{i}", self.stage.name));
+                            work(i)
+                        })
+                        .unwrap_or_else(|panic| Err(anyhow::anyhow!(panic)))
+                        .and_then(|value| {
+                            atomic_write(&mark(i), &serde_json::to_vec(&value)?)?;
+                            Ok(value)
+                        });
                         match result {
                             Ok(value) => {
                                 lock(&done).push((i, value));
@@ -331,6 +378,16 @@ impl StageContext<'_> {
         });
         if let Some(e) = first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
             return Err(e);
+        }
+        if let Some(rank) = self.rank {
+            let done = (0..count).filter(mine).count();
+            return Err(ShardsPending {
+                rank,
+                phase: phase.to_string(),
+                done,
+                count,
+            }
+            .into());
         }
         for (i, value) in done.into_inner().unwrap_or_else(|e| e.into_inner()) {
             results[i] = Some(value);

@@ -16,10 +16,12 @@ pub mod lock;
 pub mod manifest;
 pub mod panics;
 pub mod runner;
+pub mod slurm;
 
 pub use config::{ConfigErrors, Pipeline, StageSpec};
 pub use kind::{
-    Observer, ParamError, Registry, RunReport, ShardStats, StageContext, StageKind, parse_params,
+    Observer, ParamError, Rank, Registry, RunReport, ShardStats, ShardsPending, StageContext,
+    StageKind, parse_params,
 };
 pub use manifest::{Conservation, Manifest};
-pub use runner::{Engine, Outcome, RunError, RunOptions, RunSummary, State};
+pub use runner::{Engine, Outcome, RunError, RunOptions, RunSummary, State, TaskOutcome};

@@ -80,6 +80,29 @@ impl WorkdirLock {
     }
 }
 
+/// A blocking exclusive `flock` on a file, for short critical sections between the
+/// tasks of one stage on a cluster (they share the stage's `partial/`); released on drop.
+#[derive(Debug)]
+pub struct FileLock {
+    _file: File,
+}
+
+impl FileLock {
+    pub fn exclusive(path: &Path) -> std::io::Result<FileLock> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        file.lock().map_err(|e| {
+            std::io::Error::new(e.kind(), format!("locking {}: {e}", path.display()))
+        })?;
+        Ok(FileLock { _file: file })
+    }
+}
+
 impl Drop for WorkdirLock {
     fn drop(&mut self) {
         // An empty record tells the next run that nobody died holding the lock.

@@ -24,7 +24,7 @@ use std::time::Instant;
 use crate::config::{Pipeline, StageSpec};
 use crate::fingerprint::{Ingredients, Reason, Stamper, canonical, output_digest};
 use crate::fsutil::remove_path;
-use crate::kind::{Observer, Registry, StageContext};
+use crate::kind::{Observer, Rank, Registry, ShardsPending, StageContext};
 use crate::lock::{LockError, WorkdirLock};
 use crate::manifest::{Failure, Manifest, StageDir, now_stamp};
 
@@ -64,11 +64,18 @@ impl State {
 
 /// One stage's evaluation against the files on disk.
 #[derive(Debug, Clone)]
-pub struct Evaluation {
+pub(crate) struct Evaluation {
     pub state: State,
     /// The fingerprint ingredients now, if every upstream stage is fresh.
     ingredients: Option<Result<Ingredients, String>>,
     manifest: Option<Manifest>,
+}
+
+impl Evaluation {
+    /// The stage's fingerprint ingredients now, when every upstream stage is fresh.
+    pub(crate) fn ingredients(&self) -> Option<&Ingredients> {
+        self.ingredients.as_ref()?.as_ref().ok()
+    }
 }
 
 /// How one stage ended in a run.
@@ -100,6 +107,18 @@ impl Outcome {
             Outcome::WouldRun(_) => "would-run",
         }
     }
+}
+
+/// How a cluster task ([`Engine::run_task`]) ended.
+#[derive(Debug, Clone)]
+pub enum TaskOutcome {
+    /// The finalising task ran the stage and committed it.
+    Ran(Outcome),
+    /// The stage was already fresh (e.g. a requeued task after its commit).
+    Fresh,
+    /// A rank task finished its shards.
+    TaskDone(String),
+    Failed(String),
 }
 
 #[derive(Debug, Default, Clone)]
@@ -171,7 +190,7 @@ impl<'a> Engine<'a> {
             .collect()
     }
 
-    fn evaluate_all(&self) -> HashMap<String, Evaluation> {
+    pub(crate) fn evaluate_all(&self) -> HashMap<String, Evaluation> {
         let mut known = HashMap::new();
         for name in self.pipeline.graph().topological() {
             let evaluation = self.evaluate(self.spec(&name), &known);
@@ -300,7 +319,12 @@ impl<'a> Engine<'a> {
     }
 
     /// Runs the stale stages of the selection; see the module docs.
-    pub fn run(&self, opts: &RunOptions, observer: &dyn Observer) -> Result<RunSummary, RunError> {
+    /// The stages a run with `opts` covers, in execution order, and those it reruns even
+    /// if fresh.
+    pub(crate) fn scope(
+        &self,
+        opts: &RunOptions,
+    ) -> Result<(Vec<String>, BTreeSet<String>), RunError> {
         let graph = self.pipeline.graph();
         for name in opts.targets.iter().chain(&opts.from).chain(&opts.force) {
             if self.pipeline.stage(name).is_none() {
@@ -320,6 +344,11 @@ impl<'a> Engine<'a> {
             .into_iter()
             .filter(|n| scope.contains(n))
             .collect();
+        Ok((order, forced))
+    }
+
+    pub fn run(&self, opts: &RunOptions, observer: &dyn Observer) -> Result<RunSummary, RunError> {
+        let (order, forced) = self.scope(opts)?;
 
         if opts.dry_run {
             return Ok(self.dry_run(&order, &forced));
@@ -547,42 +576,9 @@ impl<'a> Engine<'a> {
             .ok_or_else(|| anyhow::anyhow!("unknown kind `{}`", stage.kind))?;
         let started_at = now_stamp();
         let t0 = Instant::now();
-        remove_path(&dir.manifest())?;
-        remove_path(&dir.failure())?;
         let fingerprint = ingredients.fingerprint();
-        let resumed = std::fs::read_to_string(dir.partial_fingerprint())
-            .is_ok_and(|f| f == fingerprint)
-            && dir.partial_out().is_dir();
-        let declared: Vec<PathBuf> = kind
-            .declared_outputs(stage, self.pipeline)
-            .into_iter()
-            .map(|p| self.pipeline.root.join(p))
-            .collect();
-        if !resumed {
-            remove_path(&dir.partial())?;
-            for out in &declared {
-                remove_path(out)?;
-            }
-            std::fs::create_dir_all(dir.partial_out())?;
-            std::fs::create_dir_all(dir.partial_timing())?;
-            crate::fsutil::atomic_write(&dir.partial_fingerprint(), fingerprint.as_bytes())?;
-        }
-        // Room for `failed.json` should the disk fill up during the attempt.
-        dir.reserve_failure_space();
-
-        let ctx = StageContext {
-            pipeline: self.pipeline,
-            stage,
-            out_dir: dir.partial_out(),
-            timing_dir: dir.partial_timing(),
-            resumed,
-            dir: dir.clone(),
-            workdir: self.pipeline.workdir.clone(),
-            observer,
-            progress: Mutex::new((0, None, "items")),
-            own_progress: std::sync::atomic::AtomicBool::new(false),
-            shards: Mutex::new(None),
-        };
+        let (resumed, declared) = self.prepare(stage, kind, &fingerprint, dir, true)?;
+        let ctx = self.context(stage, dir, resumed, observer, None);
         crate::fault::hit("kind-run", &stage.name);
         let report = kind.run(&ctx)?;
         for out in &declared {
@@ -631,6 +627,164 @@ impl<'a> Engine<'a> {
         crate::fault::hit("manifest-written", &stage.name);
         remove_path(&dir.partial())?;
         Ok(manifest)
+    }
+
+    /// Starts an attempt in `dir`: deletes the manifest (and the last failure, when
+    /// `clear_failure`), keeps `partial/` if it holds an attempt with this fingerprint
+    /// (returns `resumed`), else clears it and the declared outputs. Returns the
+    /// declared outputs as absolute paths.
+    fn prepare(
+        &self,
+        stage: &StageSpec,
+        kind: &dyn crate::kind::StageKind,
+        fingerprint: &str,
+        dir: &StageDir,
+        clear_failure: bool,
+    ) -> anyhow::Result<(bool, Vec<PathBuf>)> {
+        remove_path(&dir.manifest())?;
+        if clear_failure {
+            remove_path(&dir.failure())?;
+        }
+        let resumed = std::fs::read_to_string(dir.partial_fingerprint())
+            .is_ok_and(|f| f == fingerprint)
+            && dir.partial_out().is_dir();
+        let declared: Vec<PathBuf> = kind
+            .declared_outputs(stage, self.pipeline)
+            .into_iter()
+            .map(|p| self.pipeline.root.join(p))
+            .collect();
+        if !resumed {
+            remove_path(&dir.partial())?;
+            for out in &declared {
+                remove_path(out)?;
+            }
+            std::fs::create_dir_all(dir.partial_out())?;
+            std::fs::create_dir_all(dir.partial_timing())?;
+            crate::fsutil::atomic_write(&dir.partial_fingerprint(), fingerprint.as_bytes())?;
+        }
+        // Room for `failed.json` should the disk fill up during the attempt.
+        dir.reserve_failure_space();
+        Ok((resumed, declared))
+    }
+
+    fn context<'c>(
+        &'c self,
+        stage: &'c StageSpec,
+        dir: &StageDir,
+        resumed: bool,
+        observer: &'c dyn Observer,
+        rank: Option<Rank>,
+    ) -> StageContext<'c> {
+        StageContext {
+            pipeline: self.pipeline,
+            stage,
+            out_dir: dir.partial_out(),
+            timing_dir: dir.partial_timing(),
+            resumed,
+            dir: dir.clone(),
+            workdir: self.pipeline.workdir.clone(),
+            observer,
+            progress: Mutex::new((0, None, "items")),
+            own_progress: std::sync::atomic::AtomicBool::new(false),
+            shards: Mutex::new(None),
+            rank,
+        }
+    }
+
+    /// One task of a stage on a cluster (see [`crate::slurm`]). Every input must be
+    /// fresh. With `rank`, the task does its share of the stage's first sharded phase
+    /// in the stage's `partial/` (shared with the other tasks; the first to start
+    /// prepares it, under a lock) and commits nothing. Without, it is the stage's
+    /// finalising task: a whole attempt, as a local run makes it, which skips the shards
+    /// the rank tasks finished; a stage already fresh is left alone.
+    pub fn run_task(
+        &self,
+        name: &str,
+        rank: Option<Rank>,
+        force: bool,
+        observer: &dyn Observer,
+    ) -> Result<TaskOutcome, RunError> {
+        let stage = self
+            .pipeline
+            .stage(name)
+            .ok_or_else(|| RunError::UnknownStage(name.to_string()))?;
+        let known = self.evaluate_all();
+        if let Some(input) = stage
+            .inputs
+            .iter()
+            .find(|i| !matches!(known[i.as_str()].state, State::Fresh))
+        {
+            return Ok(TaskOutcome::Failed(format!(
+                "upstream stage `{input}` is not fresh ({}); its job should have finished first",
+                known[input.as_str()].state.label()
+            )));
+        }
+        let evaluation = &known[name];
+        if !force && matches!(evaluation.state, State::Fresh) {
+            return Ok(TaskOutcome::Fresh);
+        }
+        let ingredients = evaluation
+            .ingredients
+            .clone()
+            .unwrap_or_else(|| Err("upstream is not fresh".into()));
+        let Some(rank) = rank else {
+            let t0 = Instant::now();
+            return Ok(match self.attempt(stage, ingredients, observer) {
+                Ok(manifest) => TaskOutcome::Ran(Outcome::Ran {
+                    seconds: t0.elapsed().as_secs_f64(),
+                    counts: manifest.counts,
+                    shards_resumed: manifest.shards_resumed,
+                }),
+                Err(error) => TaskOutcome::Failed(error),
+            });
+        };
+        let dir = self.dir(name);
+        let fingerprint = ingredients
+            .as_ref()
+            .map(Ingredients::fingerprint)
+            .unwrap_or_default();
+        let result = ingredients.map_err(anyhow::Error::msg).and_then(|_| {
+            let kind = self
+                .registry
+                .get(&stage.kind)
+                .ok_or_else(|| anyhow::anyhow!("unknown kind `{}`", stage.kind))?;
+            std::fs::create_dir_all(&dir.root)?;
+            let resumed = {
+                // The tasks of one stage start together: one prepares `partial/`, the
+                // rest find it prepared. The last failure stays: it may be a sibling's.
+                let _guard = crate::lock::FileLock::exclusive(&dir.root.join("task.lock"))?;
+                self.prepare(stage, kind, &fingerprint, &dir, false)?.0
+            };
+            let ctx = self.context(stage, &dir, resumed, observer, Some(rank));
+            crate::panics::catch(|| kind.run(&ctx))
+                .map_err(anyhow::Error::msg)
+                .and_then(|r| r)
+        });
+        match result {
+            Err(e) if e.chain().any(|c| c.is::<ShardsPending>()) => {
+                Ok(TaskOutcome::TaskDone(format!("{e}")))
+            }
+            Ok(_) => Ok(TaskOutcome::TaskDone(format!(
+                "task {} of {}: the kind has no sharded phase; the finalising task does the work",
+                rank.rank, rank.ranks
+            ))),
+            Err(e) => {
+                let job = crate::slurm::job_label().map_or(String::new(), |j| format!(" ({j})"));
+                let error = format!("task {} of {}{job}: {e:#}", rank.rank, rank.ranks);
+                let failure = Failure {
+                    stage: name.to_string(),
+                    fingerprint,
+                    error: error.clone(),
+                    at: now_stamp(),
+                };
+                if let Err(e) = failure.write(&dir) {
+                    return Ok(TaskOutcome::Failed(format!(
+                        "{error} (and recording the failure failed: {e})"
+                    )));
+                }
+                Ok(TaskOutcome::Failed(error))
+            }
+        }
     }
 
     /// Deletes the state and outputs of `stages` (all when empty) so they run again.

@@ -82,6 +82,10 @@ impl StageKind for CleanKind {
         "clean"
     }
 
+    fn sharded(&self) -> bool {
+        true
+    }
+
     fn version(&self) -> u32 {
         1
     }

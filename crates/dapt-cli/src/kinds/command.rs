@@ -48,6 +48,10 @@ impl StageKind for CommandKind {
         "command"
     }
 
+    fn sharded(&self) -> bool {
+        true
+    }
+
     fn version(&self) -> u32 {
         1
     }

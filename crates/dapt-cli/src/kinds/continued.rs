@@ -13,6 +13,10 @@ impl StageKind for ContinueKind {
         "continue"
     }
 
+    fn accelerated(&self) -> bool {
+        true
+    }
+
     fn version(&self) -> u32 {
         1
     }

@@ -125,6 +125,10 @@ impl StageKind for DedupKind {
         "dedup"
     }
 
+    fn sharded(&self) -> bool {
+        true
+    }
+
     fn version(&self) -> u32 {
         1
     }

@@ -209,6 +209,10 @@ impl StageKind for EvaluateKind {
         "evaluate"
     }
 
+    fn sharded(&self) -> bool {
+        true
+    }
+
     fn version(&self) -> u32 {
         1
     }

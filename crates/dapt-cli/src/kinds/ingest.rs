@@ -110,6 +110,10 @@ impl StageKind for IngestKind {
         "ingest"
     }
 
+    fn sharded(&self) -> bool {
+        true
+    }
+
     fn version(&self) -> u32 {
         // 2: JSONL keeps other fields as metadata; repeated ids are quarantined.
         2

@@ -12,6 +12,10 @@ impl StageKind for PretrainKind {
         "pretrain"
     }
 
+    fn accelerated(&self) -> bool {
+        true
+    }
+
     fn version(&self) -> u32 {
         1
     }

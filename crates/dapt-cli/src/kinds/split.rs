@@ -92,6 +92,10 @@ impl StageKind for SplitKind {
         "split"
     }
 
+    fn sharded(&self) -> bool {
+        true
+    }
+
     fn version(&self) -> u32 {
         1
     }

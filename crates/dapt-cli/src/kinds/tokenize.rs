@@ -30,6 +30,10 @@ impl StageKind for TokenizeKind {
         "tokenize"
     }
 
+    fn sharded(&self) -> bool {
+        true
+    }
+
     fn version(&self) -> u32 {
         2
     }
