@@ -37,6 +37,7 @@ bench: build data
     scripts/bench-noop-run.sh {{dapt_release}}
     python3 scripts/bench_data.py {{dapt_release}} target/bench
     scripts/bench-dedup.sh {{dapt_release}} target/bench
+    scripts/bench-cluster.sh {{dapt_release}}
     cargo run --quiet --release -p dapt-tokenize --example bench_encode -- data/raw/financial/ectsum
     scripts/bench-train.sh target/bench
 

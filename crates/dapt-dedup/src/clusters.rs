@@ -35,18 +35,18 @@ pub enum Decision {
     },
 }
 
-struct UnionFind {
+pub(crate) struct UnionFind {
     parent: Vec<u32>,
 }
 
 impl UnionFind {
-    fn new(n: usize) -> Self {
+    pub(crate) fn new(n: usize) -> Self {
         UnionFind {
             parent: (0..n as u32).collect(),
         }
     }
 
-    fn find(&mut self, mut x: u32) -> u32 {
+    pub(crate) fn find(&mut self, mut x: u32) -> u32 {
         while self.parent[x as usize] != x {
             let grand = self.parent[self.parent[x as usize] as usize];
             self.parent[x as usize] = grand; // path halving
@@ -55,7 +55,7 @@ impl UnionFind {
         x
     }
 
-    fn union(&mut self, a: u32, b: u32) {
+    pub(crate) fn union(&mut self, a: u32, b: u32) {
         let (ra, rb) = (self.find(a), self.find(b));
         if ra != rb {
             let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
@@ -124,10 +124,18 @@ pub fn resolve(
         progress(1);
     }
 
+    let roots: Vec<u32> = (0..n as u32).map(|i| uf.find(i)).collect();
+    decisions(members, &roots)
+}
+
+/// Each member's decision from its cluster root (`roots[i]`: any id shared by exactly the
+/// members of `i`'s cluster): the representative is chosen by the fixed rule.
+pub fn decisions(members: &[Member<'_>], roots: &[u32]) -> Vec<Decision> {
+    let n = members.len();
     let mut representative: HashMap<u32, usize> = HashMap::new();
     let mut sizes: HashMap<u32, usize> = HashMap::new();
     for i in 0..n {
-        let root = uf.find(i as u32);
+        let root = roots[i];
         *sizes.entry(root).or_default() += 1;
         let better = |cur: usize| {
             let (a, b) = (&members[i], &members[cur]);
@@ -142,7 +150,7 @@ pub fn resolve(
     }
     (0..n)
         .map(|i| {
-            let root = uf.find(i as u32);
+            let root = roots[i];
             let rep = representative[&root];
             if rep == i {
                 Decision::Keep {

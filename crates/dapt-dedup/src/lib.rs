@@ -5,6 +5,8 @@
 //! - [`minhash`]: MinHash signatures over word n-gram shingles and LSH band keys.
 //! - [`clusters`]: union-find over LSH buckets and exact keys, and the deterministic
 //!   choice of which document of a cluster survives.
+//! - [`external`]: the same clusters beyond one process's memory: exact keys and band
+//!   keys sorted in bounded runs on disk, buckets merged into candidate pairs.
 //! - [`decontam`]: an n-gram index of evaluation text, to find training documents
 //!   that share an n-gram with it.
 //! - [`store`]: the compact signature file between the two passes of the stage.
@@ -13,11 +15,12 @@
 
 pub mod clusters;
 pub mod decontam;
+pub mod external;
 pub mod minhash;
 pub mod quality;
 pub mod store;
 pub mod text;
 
-pub use clusters::{Decision, Member, resolve};
+pub use clusters::{Decision, Member, decisions, resolve};
 pub use decontam::NgramIndex;
 pub use minhash::{MinHashConfig, MinHasher, Signature};
