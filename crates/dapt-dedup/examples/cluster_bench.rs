@@ -146,15 +146,7 @@ fn main() -> io::Result<()> {
                     all.extend(read(&path)?);
                 }
             }
-            let members: Vec<Member> = all
-                .iter()
-                .map(|d| Member {
-                    id: &d.id,
-                    exact: d.exact,
-                    signature: &d.signature,
-                    protected: d.protected,
-                })
-                .collect();
+            let members: Vec<Member> = all.iter().map(DocSignature::member).collect();
             let decisions = resolve(&members, &hasher, verify, &mut |_| {});
             let mut min_of: HashMap<usize, u32> = HashMap::new();
             for (i, d) in decisions.iter().enumerate() {

@@ -17,6 +17,18 @@ pub struct DocSignature {
     pub signature: Signature,
 }
 
+impl DocSignature {
+    /// The document as clustering sees it.
+    pub fn member(&self) -> crate::clusters::Member<'_> {
+        crate::clusters::Member {
+            id: &self.id,
+            exact: self.exact,
+            signature: &self.signature,
+            protected: self.protected,
+        }
+    }
+}
+
 const MAGIC: &[u8; 8] = b"DAPTSIG1";
 
 pub fn write_all(out: &mut impl Write, docs: &[DocSignature]) -> io::Result<()> {

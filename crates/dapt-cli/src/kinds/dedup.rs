@@ -208,15 +208,7 @@ impl StageKind for DedupKind {
                     .with_context(|| format!("reading {}", sig_path(shard).display()))?,
             );
         }
-        let members: Vec<Member> = all
-            .iter()
-            .map(|d| Member {
-                id: &d.id,
-                exact: d.exact,
-                signature: &d.signature,
-                protected: d.protected,
-            })
-            .collect();
+        let members: Vec<Member> = all.iter().map(DocSignature::member).collect();
         let verify = (p.verify > 0.0).then_some(p.verify);
         ctx.status(&format!("clustering {} documents", members.len()));
         ctx.set_progress_total(hasher.config().bands as u64, "LSH bands");
