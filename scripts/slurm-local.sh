@@ -74,12 +74,13 @@ start() {
     echo "export SLURM_CONF=$conf"
     return 0
   fi
-  install
-  stop_daemons quiet
+  # Only the export line goes to stdout: CI evals it.
+  install >&2
+  stop_daemons quiet >&2
   write_conf
   export SLURM_CONF="$conf"
-  slurmctld -i -f "$conf"
-  slurmd -N localhost -f "$conf"
+  slurmctld -i -f "$conf" >&2
+  slurmd -N localhost -f "$conf" >&2
   for _ in $(seq 100); do
     if sinfo -h -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then
       echo "export SLURM_CONF=$conf"
