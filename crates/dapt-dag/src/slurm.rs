@@ -249,7 +249,14 @@ pub fn describe(
         .map(|q| name(q))
         .collect();
     if !running.is_empty() {
-        return Some(format!("running (job {})", running.join(", ")));
+        // Progress: the shards (or checkpoints) the stage's tasks have finished so far.
+        let finished = StageDir::new(&pipeline.workdir, stage).finished_shards();
+        let progress = if finished > 0 {
+            format!(", {finished} shard(s) or checkpoint(s) finished")
+        } else {
+            String::new()
+        };
+        return Some(format!("running (job {}{progress})", running.join(", ")));
     }
     if let Some(q) = queued.first() {
         let jobs: Vec<String> = queued.iter().map(|q| name(q)).collect();
