@@ -220,3 +220,18 @@ tasks = 4
         ],
     );
 }
+
+#[test]
+fn an_unknown_key_of_a_flattened_kind_table_is_located() {
+    // The clean kind flattens its filter thresholds into the stage table; an unknown key
+    // there was once reported as `stages.clean.foo.foo`, with no line.
+    let text = "[pipeline]\nname = \"x\"\n\n[stages.clean]\nkind = \"clean\"\nmin_wrds = 3\n";
+    assert_rejected(
+        text,
+        &[(
+            6,
+            1,
+            "error in `stages.clean.min_wrds`: unknown field `min_wrds`",
+        )],
+    );
+}

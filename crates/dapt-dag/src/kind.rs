@@ -117,11 +117,15 @@ pub fn parse_params<P: DeserializeOwned>(params: &toml::Table) -> Result<P, Vec<
                 .and_then(|rest| rest.split_once('`'))
                 .map(|(field, _)| field.to_string());
             if let Some(field) = &unknown {
-                key = if key.is_empty() {
-                    field.clone()
-                } else {
-                    format!("{key}.{field}")
-                };
+                // The tracked path may already end at the field (a flattened
+                // `deny_unknown_fields` struct), or stop at its table.
+                if key.rsplit('.').next() != Some(field.as_str()) {
+                    key = if key.is_empty() {
+                        field.clone()
+                    } else {
+                        format!("{key}.{field}")
+                    };
+                }
             }
             errors.push(ParamError {
                 message,
