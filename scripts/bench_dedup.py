@@ -89,9 +89,16 @@ def main():
     kind = "dedup"
     inputs = ["ingest"]
     verify = 0.0
+
+    [stages.dedup_bounded]
+    kind = "dedup"
+    inputs = ["ingest"]
+    memory_mb = 64
     """)
     subprocess.run([dapt, "run", "ingest", "-c", str(pipeline)], check=True, stdout=subprocess.DEVNULL)
-    dapt_runs = {stage: run_dapt_dedup(dapt, pipeline, work, stage) for stage in ("dedup", "dedup_unverified")}
+    dapt_runs = {stage: run_dapt_dedup(dapt, pipeline, work, stage)
+                 for stage in ("dedup", "dedup_unverified", "dedup_bounded")}
+    assert dapt_runs["dedup_bounded"][1] == dapt_runs["dedup"][1], "out-of-core dedup removed other documents"
 
     # --- datatrove ----------------------------------------------------------------------
     from datatrove.executor import LocalPipelineExecutor
@@ -130,9 +137,9 @@ def main():
             dt_removed.add(json.loads(line)["id"])
     dt_found = planted_found(dt_removed, group_of)
 
-    for stage, (seconds, removed) in dapt_runs.items():
+    for stage, (seconds, removed, rss) in dapt_runs.items():
         print(f"dapt {stage:<17} {total / seconds:10.0f} docs/s ({seconds:.1f} s), removed {len(removed)}, "
-              f"planted found {planted_found(removed, group_of)}/{len(planted)}")
+              f"planted found {planted_found(removed, group_of)}/{len(planted)}, peak RSS {rss:.0f} MB")
     print(f"datatrove              {total / datatrove_seconds:10.0f} docs/s ({datatrove_seconds:.1f} s), "
           f"removed {len(dt_removed)}, planted found {dt_found}/{len(planted)}")
     dapt_seconds = dapt_runs["dedup"][0]
@@ -140,13 +147,13 @@ def main():
 
 
 def run_dapt_dedup(dapt, pipeline, work, stage):
-    """Runs one dedup stage; returns its seconds (from its manifest) and the removed ids."""
+    """Runs one dedup stage; returns its seconds and peak RSS (from its manifest) and the removed ids."""
     subprocess.run([dapt, "run", stage, "-c", str(pipeline)], check=True, stdout=subprocess.DEVNULL)
     manifest = json.loads((work / f"dapt-work/stages/{stage}/manifest.json").read_text())
     removed = set()
     for shard in (work / f"dapt-work/stages/{stage}/out/rejected").glob("*.parquet"):
         removed.update(i.split("/")[-1] for i in pq.read_table(shard, columns=["id"]).column("id").to_pylist())
-    return manifest["seconds"], removed
+    return manifest["seconds"], removed, manifest["peak_rss_mb"]
 
 
 def planted_found(removed, group_of):

@@ -668,3 +668,38 @@ fn bad_input_is_quarantined_or_fails_the_stage_naming_the_file() {
         rejected.len() as u64
     );
 }
+
+#[test]
+fn dedup_out_of_core_equals_dedup_in_memory() {
+    // The same stage twice over the same inputs: in memory, and with signatures kept on
+    // disk and keys sorted in runs of 1 MB (several runs on this slice).
+    let text = small_pipeline(&dapt_testdata::mirror())
+        + "\n[stages.dedup_bounded]\nkind = \"dedup\"\ninputs = [\"split\", \"ingest_sentiment\"]\n\
+           eval_only = [\"ingest_sentiment\"]\nmemory_mb = 1\n";
+    let sb = Sandbox::new(&text);
+    sb.dapt_expect(&["run"], 0);
+    let out =
+        |stage: &str, sub: &str| files_in(&sb.path(&format!(".dapt/stages/{stage}/out/{sub}")));
+    for sub in ["docs", "rejected", "signatures"] {
+        assert_eq!(out("dedup", sub), out("dedup_bounded", sub), "{sub} differ");
+    }
+    let removed = rejected(&sb, "dedup_bounded");
+    assert!(
+        removed.iter().filter(|r| r.reason == "duplicate").count() > 50,
+        "the slice should have duplicates"
+    );
+    let (a, b) = (manifest(&sb, "dedup"), manifest(&sb, "dedup_bounded"));
+    for key in [
+        "cluster_sizes",
+        "eval_duplicates",
+        "quality",
+        "kept",
+        "removed",
+    ] {
+        assert_eq!(a["counts"][key], b["counts"][key], "{key}");
+    }
+    assert!(
+        !sb.path(".dapt/stages/dedup_bounded/partial").exists(),
+        "the sort runs go with the attempt's partial folder"
+    );
+}

@@ -10,15 +10,13 @@
 //! grows with the corpus; MEMORY_MB the external sort buffer (default 64).
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::FileExt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use dapt_dedup::external::{Bounds, SignatureSource, cluster_roots};
-use dapt_dedup::minhash::{MinHashConfig, MinHasher, Signature};
-use dapt_dedup::store::{self, DocSignature};
+use dapt_dedup::external::{Bounds, cluster_roots};
+use dapt_dedup::minhash::{MinHashConfig, MinHasher};
+use dapt_dedup::store::{self, DocSignature, SignatureFiles};
 use dapt_dedup::{Decision, Member, resolve};
 
 fn sig_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
@@ -29,79 +27,6 @@ fn sig_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
         .collect();
     files.sort();
     Ok(files)
-}
-
-fn read(path: &Path) -> io::Result<Vec<DocSignature>> {
-    store::read_all(&mut io::BufReader::new(File::open(path)?))
-}
-
-/// The signature files, `copies` times over, one file in memory at a time; single
-/// signatures from a fixed-width copy written on the first pass.
-struct Files {
-    files: Vec<PathBuf>,
-    copies: usize,
-    len: usize,
-    width: usize,
-    table: File,
-}
-
-impl Files {
-    fn open(dir: &Path, copies: usize, scratch: &Path) -> io::Result<Files> {
-        let files = sig_files(dir)?;
-        let table_path = scratch.join("signatures.bin");
-        let mut table = BufWriter::new(File::create(&table_path)?);
-        let (mut len, mut width) = (0, 0);
-        for path in &files {
-            for d in read(path)? {
-                width = d.signature.len();
-                len += 1;
-                for v in &d.signature {
-                    table.write_all(&v.to_le_bytes())?;
-                }
-            }
-        }
-        table.flush()?;
-        Ok(Files {
-            files,
-            copies,
-            len,
-            width,
-            table: File::open(table_path)?,
-        })
-    }
-}
-
-impl SignatureSource for Files {
-    fn len(&self) -> usize {
-        self.len * self.copies
-    }
-
-    fn for_each(
-        &self,
-        visit: &mut dyn FnMut(u32, u128, &Signature) -> io::Result<()>,
-    ) -> io::Result<()> {
-        let mut i = 0u32;
-        for _ in 0..self.copies {
-            for path in &self.files {
-                for d in read(path)? {
-                    visit(i, d.exact, &d.signature)?;
-                    i += 1;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn signature(&self, index: u32) -> io::Result<Signature> {
-        let row = index as usize % self.len;
-        let mut bytes = vec![0u8; self.width * 4];
-        self.table
-            .read_exact_at(&mut bytes, (row * self.width * 4) as u64)?;
-        Ok(bytes
-            .chunks_exact(4)
-            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
-            .collect())
-    }
 }
 
 fn peak_rss_mb() -> f64 {
@@ -143,7 +68,7 @@ fn main() -> io::Result<()> {
             let mut all = Vec::new();
             for _ in 0..copies {
                 for path in sig_files(&dir)? {
-                    all.extend(read(&path)?);
+                    all.extend(store::read_file(&path)?);
                 }
             }
             let members: Vec<Member> = all.iter().map(DocSignature::member).collect();
@@ -166,7 +91,7 @@ fn main() -> io::Result<()> {
             let scratch =
                 std::env::temp_dir().join(format!("dapt-cluster-bench-{}", std::process::id()));
             std::fs::create_dir_all(&scratch)?;
-            let source = Files::open(&dir, copies, &scratch)?;
+            let source = SignatureFiles::open(sig_files(&dir)?, copies, &scratch)?;
             let bounds = Bounds {
                 memory_bytes: memory_mb << 20,
                 bands_per_group: hasher.config().bands,

@@ -76,6 +76,16 @@ pub fn resolve(
     verify: Option<f64>,
     progress: &mut dyn FnMut(u64),
 ) -> Vec<Decision> {
+    decisions(members, &resolve_roots(members, hasher, verify, progress))
+}
+
+/// [`resolve`]'s clusters: each member's root, the smallest index in its cluster.
+pub fn resolve_roots(
+    members: &[Member<'_>],
+    hasher: &MinHasher,
+    verify: Option<f64>,
+    progress: &mut dyn FnMut(u64),
+) -> Vec<u32> {
     let n = members.len();
     let mut uf = UnionFind::new(n);
 
@@ -124,8 +134,7 @@ pub fn resolve(
         progress(1);
     }
 
-    let roots: Vec<u32> = (0..n as u32).map(|i| uf.find(i)).collect();
-    decisions(members, &roots)
+    (0..n as u32).map(|i| uf.find(i)).collect()
 }
 
 /// Each member's decision from its cluster root (`roots[i]`: any id shared by exactly the
@@ -165,6 +174,99 @@ pub fn decisions(members: &[Member<'_>], roots: &[u32]) -> Vec<Decision> {
             }
         })
         .collect()
+}
+
+/// A cluster of two or more documents, and the one it keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cluster {
+    pub size: u32,
+    pub representative: u32,
+    pub representative_id: String,
+    pub representative_protected: bool,
+    pub representative_exact: u128,
+}
+
+/// [`decisions`] without every member in memory: the roots (4 bytes a document) and one
+/// entry per cluster of two or more, filled from one pass over the members.
+#[derive(Debug)]
+pub struct Clusters {
+    roots: Vec<u32>,
+    multi: HashMap<u32, Cluster>,
+}
+
+impl Clusters {
+    /// `visit` must call its argument with every member in index order: `(index, id,
+    /// protected, exact)`.
+    pub fn new<E>(
+        roots: Vec<u32>,
+        visit: impl FnOnce(&mut dyn FnMut(u32, &str, bool, u128)) -> Result<(), E>,
+    ) -> Result<Self, E> {
+        let mut multi: HashMap<u32, Cluster> = HashMap::new();
+        for (i, &root) in roots.iter().enumerate() {
+            if root as usize != i {
+                multi
+                    .entry(root)
+                    .or_insert_with(|| Cluster {
+                        size: 1,
+                        representative: u32::MAX,
+                        representative_id: String::new(),
+                        representative_protected: false,
+                        representative_exact: 0,
+                    })
+                    .size += 1;
+            }
+        }
+        visit(&mut |i, id, protected, exact| {
+            let Some(c) = multi.get_mut(&roots[i as usize]) else {
+                return;
+            };
+            // The fixed rule of `decisions`: protected first, then the smallest id.
+            if c.representative == u32::MAX
+                || (!protected, id) < (!c.representative_protected, c.representative_id.as_str())
+            {
+                c.representative = i;
+                c.representative_id = id.to_string();
+                c.representative_protected = protected;
+                c.representative_exact = exact;
+            }
+        })?;
+        Ok(Clusters { roots, multi })
+    }
+
+    pub fn len(&self) -> usize {
+        self.roots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.roots.is_empty()
+    }
+
+    /// Member `i`'s cluster, if it has two or more members.
+    pub fn cluster_of(&self, i: usize) -> Option<&Cluster> {
+        self.multi.get(&self.roots[i])
+    }
+
+    /// Member `i`'s decision; `exact` is its exact key.
+    pub fn decision(&self, i: usize, exact: u128) -> Decision {
+        match self.cluster_of(i) {
+            None => Decision::Keep { cluster_size: 1 },
+            Some(c) if c.representative as usize == i => Decision::Keep {
+                cluster_size: c.size as usize,
+            },
+            Some(c) => Decision::Duplicate {
+                of: c.representative as usize,
+                cluster: c.representative as usize,
+                exact: exact == c.representative_exact,
+            },
+        }
+    }
+
+    /// How many clusters of each size (singletons included).
+    pub fn sizes(&self) -> impl Iterator<Item = usize> + '_ {
+        let clustered: usize = self.multi.values().map(|c| c.size as usize).sum();
+        std::iter::repeat_n(1, self.roots.len() - clustered)
+            .chain(self.multi.values().map(|c| c.size as usize))
+    }
 }
 
 #[cfg(test)]

@@ -295,7 +295,7 @@ pub fn cluster_roots(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clusters::{Member, decisions, resolve};
+    use crate::clusters::{Clusters, Member, decisions, resolve};
     use crate::minhash::MinHashConfig;
     use crate::text::{exact_key, mix};
 
@@ -407,6 +407,20 @@ mod tests {
                     expected,
                     "verify {verify:?}, {bounds:?}"
                 );
+                // The same decisions streamed, without the members in memory.
+                let clusters = Clusters::new(roots, |visit| {
+                    for (i, m) in members.iter().enumerate() {
+                        visit(i as u32, m.id, m.protected, m.exact);
+                    }
+                    Ok::<(), ()>(())
+                })
+                .unwrap();
+                let streamed: Vec<_> = members
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| clusters.decision(i, m.exact))
+                    .collect();
+                assert_eq!(streamed, expected);
             }
         }
         assert_eq!(

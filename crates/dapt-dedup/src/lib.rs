@@ -21,6 +21,6 @@ pub mod quality;
 pub mod store;
 pub mod text;
 
-pub use clusters::{Decision, Member, decisions, resolve};
+pub use clusters::{Cluster, Clusters, Decision, Member, decisions, resolve, resolve_roots};
 pub use decontam::NgramIndex;
 pub use minhash::{MinHashConfig, MinHasher, Signature};

@@ -4,7 +4,10 @@
 //! signature — little-endian, length-prefixed, about `4 * permutations + 40` bytes
 //! plus the id per document.
 
-use std::io::{self, Read, Write};
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 
 use crate::minhash::Signature;
 
@@ -95,6 +98,103 @@ fn read_array<const N: usize>(input: &mut impl Read) -> io::Result<[u8; N]> {
     let mut buf = [0u8; N];
     input.read_exact(&mut buf)?;
     Ok(buf)
+}
+
+/// Reads one signature file whole (one shard's documents).
+pub fn read_file(path: &Path) -> io::Result<Vec<DocSignature>> {
+    let file = File::open(path).map_err(|e| at(path, e))?;
+    read_all(&mut io::BufReader::new(file)).map_err(|e| at(path, e))
+}
+
+fn at(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// Signature files read as one sequence of documents, `copies` times over (a benchmark
+/// repeats its corpus), one file in memory at a time, for
+/// [`crate::external::cluster_roots`]; single signatures come from a fixed-width table
+/// written beside them on opening.
+pub struct SignatureFiles {
+    files: Vec<PathBuf>,
+    copies: usize,
+    len: usize,
+    width: usize,
+    table: File,
+}
+
+impl SignatureFiles {
+    /// `files` in order; the table goes to `scratch/signatures.bin`.
+    pub fn open(files: Vec<PathBuf>, copies: usize, scratch: &Path) -> io::Result<Self> {
+        let table_path = scratch.join("signatures.bin");
+        let mut table = BufWriter::new(File::create(&table_path).map_err(|e| at(&table_path, e))?);
+        let (mut len, mut width) = (0, None);
+        for path in &files {
+            for d in read_file(path)? {
+                match width {
+                    None => width = Some(d.signature.len()),
+                    Some(w) if w != d.signature.len() => {
+                        return Err(at(
+                            path,
+                            io::Error::new(
+                                io::ErrorKind::InvalidData,
+                                format!(
+                                    "signature of {} has {} minima, others {w}",
+                                    d.id,
+                                    d.signature.len()
+                                ),
+                            ),
+                        ));
+                    }
+                    Some(_) => {}
+                }
+                len += 1;
+                for v in &d.signature {
+                    table.write_all(&v.to_le_bytes())?;
+                }
+            }
+        }
+        table.flush().map_err(|e| at(&table_path, e))?;
+        Ok(SignatureFiles {
+            files,
+            copies,
+            len,
+            width: width.unwrap_or(0),
+            table: File::open(&table_path).map_err(|e| at(&table_path, e))?,
+        })
+    }
+}
+
+impl crate::external::SignatureSource for SignatureFiles {
+    fn len(&self) -> usize {
+        self.len * self.copies
+    }
+
+    fn for_each(
+        &self,
+        visit: &mut dyn FnMut(u32, u128, &Signature) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let mut i = 0u32;
+        for _ in 0..self.copies {
+            for path in &self.files {
+                for d in read_file(path)? {
+                    visit(i, d.exact, &d.signature)?;
+                    i += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn signature(&self, index: u32) -> io::Result<Signature> {
+        let row = index as usize % self.len.max(1);
+        let mut bytes = vec![0u8; self.width * 4];
+        self.table
+            .read_exact_at(&mut bytes, (row * self.width * 4) as u64)?;
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .collect())
+    }
 }
 
 #[cfg(test)]

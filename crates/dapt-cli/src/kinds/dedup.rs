@@ -5,8 +5,9 @@
 //! Three passes:
 //! 1. `signatures` (sharded, resumable): exact key and MinHash signature of every
 //!    document, stored compactly in `out/signatures/`.
-//! 2. clustering (in memory, deterministic): union-find over exact keys and LSH
-//!    buckets; each cluster keeps one document (evaluation documents first, then the
+//! 2. clustering (deterministic): union-find over exact keys and LSH buckets, in
+//!    memory, or with `memory_mb` out of core (`dapt_dedup::external`: the keys sorted
+//!    in bounded runs on disk; the same clusters); each cluster keeps one document (evaluation documents first, then the
 //!    smallest id) — see `dapt_dedup::clusters`. The word n-grams of the protected
 //!    documents (`validation`/`test` splits, and every document of `eval_only`
 //!    inputs) are indexed.
@@ -26,10 +27,11 @@ use std::time::Instant;
 use anyhow::Context;
 use dapt_dag::{ParamError, RunReport, StageContext, StageKind, parse_params};
 use dapt_data::{Document, Rejected};
+use dapt_dedup::external::{Bounds, cluster_roots};
 use dapt_dedup::minhash::{MinHashConfig, MinHasher};
-use dapt_dedup::store::{self, DocSignature};
+use dapt_dedup::store::{self, DocSignature, SignatureFiles};
 use dapt_dedup::text::{exact_key, word_hashes};
-use dapt_dedup::{Decision, Member, NgramIndex, quality, resolve};
+use dapt_dedup::{Clusters, Decision, Member, NgramIndex, quality, resolve_roots};
 use serde::Deserialize;
 
 use super::docs::{InputShard, ShardSink, SinkCounts, input_shards, params};
@@ -57,6 +59,11 @@ struct Params {
     eval_only: Vec<String>,
     /// Pairs sampled for the precision and recall check.
     quality_samples: usize,
+    /// Cluster out of core: signatures stay on disk and exact and band keys are sorted
+    /// in runs of at most this many MB (`dapt_dedup::external`), so the stage holds about
+    /// 4 bytes a document plus one entry per cluster of two or more, not every signature
+    /// (~460 bytes a document). Unset: in memory. The outputs are the same either way.
+    memory_mb: Option<usize>,
 }
 
 impl Default for Params {
@@ -72,6 +79,7 @@ impl Default for Params {
             protect_splits: vec!["validation".into(), "test".into()],
             eval_only: Vec::new(),
             quality_samples: 1000,
+            memory_mb: None,
         }
     }
 }
@@ -146,6 +154,9 @@ impl StageKind for DedupKind {
                 errors.push(ParamError::invalid(key, "must be at least 1"));
             }
         }
+        if p.memory_mb == Some(0) {
+            errors.push(ParamError::invalid("memory_mb", "must be at least 1"));
+        }
         if !(0.0..=1.0).contains(&p.verify) {
             errors.push(ParamError::invalid("verify", "must be between 0 and 1"));
         }
@@ -175,7 +186,7 @@ impl StageKind for DedupKind {
             eval_only: &p.eval_only,
             protect_splits: &p.protect_splits,
         };
-        ctx.for_each_shard("signatures", shards.len(), |i| {
+        let sig_counts = ctx.for_each_shard("signatures", shards.len(), |i| {
             let shard = &shards[i];
             let mut sigs = Vec::new();
             for doc in membership.documents(shard)? {
@@ -198,21 +209,61 @@ impl StageKind for DedupKind {
 
         // Pass 2: clusters, and the n-gram index of evaluation text.
         let t1 = Instant::now();
-        let mut all: Vec<DocSignature> = Vec::new();
         let mut offsets = Vec::with_capacity(shards.len());
-        for shard in &shards {
-            offsets.push(all.len());
-            let bytes = std::fs::read(sig_path(shard))?;
-            all.extend(
-                store::read_all(&mut bytes.as_slice())
-                    .with_context(|| format!("reading {}", sig_path(shard).display()))?,
-            );
+        let mut total = 0usize;
+        for count in &sig_counts {
+            offsets.push(total);
+            total += count;
         }
-        let members: Vec<Member> = all.iter().map(DocSignature::member).collect();
+        let sig_files: Vec<PathBuf> = shards.iter().map(&sig_path).collect();
         let verify = (p.verify > 0.0).then_some(p.verify);
-        ctx.status(&format!("clustering {} documents", members.len()));
+        ctx.status(&format!("clustering {total} documents"));
         ctx.set_progress_total(hasher.config().bands as u64, "LSH bands");
-        let decisions = resolve(&members, &hasher, verify, &mut |n| ctx.add_progress(n));
+        let roots = match p.memory_mb {
+            None => {
+                let mut all: Vec<DocSignature> = Vec::with_capacity(total);
+                for path in &sig_files {
+                    all.extend(store::read_file(path)?);
+                }
+                let members: Vec<Member> = all.iter().map(DocSignature::member).collect();
+                resolve_roots(&members, &hasher, verify, &mut |n| ctx.add_progress(n))
+            }
+            Some(mb) => {
+                let scratch = ctx
+                    .out_dir
+                    .parent()
+                    .context("the stage's output folder has a parent")?
+                    .join("cluster-scratch");
+                std::fs::create_dir_all(&scratch)?;
+                let source = SignatureFiles::open(sig_files.clone(), 1, &scratch)?;
+                let bounds = Bounds {
+                    memory_bytes: mb << 20,
+                    bands_per_group: hasher.config().bands,
+                };
+                let roots = cluster_roots(&source, &hasher, verify, &bounds, &scratch, &mut |n| {
+                    ctx.add_progress(n)
+                })?;
+                drop(source);
+                std::fs::remove_dir_all(&scratch)?;
+                roots
+            }
+        };
+        anyhow::ensure!(
+            roots.len() == total,
+            "the signature files hold {} documents, the signature pass counted {total}",
+            roots.len()
+        );
+        // Representatives, from one pass over the signature files.
+        let clusters = Clusters::new(roots, |visit| {
+            let mut g = 0u32;
+            for path in &sig_files {
+                for d in store::read_file(path)? {
+                    visit(g, &d.id, d.protected, d.exact);
+                    g += 1;
+                }
+            }
+            anyhow::Ok(())
+        })?;
         ctx.status("indexing evaluation n-grams");
         let mut eval_index = NgramIndex::new(p.decontam_ngram, p.decontam_max_eval_docs);
         let mut eval_ids: Vec<String> = Vec::new();
@@ -220,13 +271,13 @@ impl StageKind for DedupKind {
         // decontaminate only by exact normalised match, not as MinHash neighbours.
         let mut short_eval: HashSet<usize> = HashSet::new();
         for (s, shard) in shards.iter().enumerate() {
-            let docs = &all[offsets[s]..offsets[s] + shard_len(&offsets, s, all.len())];
-            if !docs.iter().any(|d| d.protected) {
+            let sigs = store::read_file(&sig_files[s])?;
+            if !sigs.iter().any(|d| d.protected) {
                 continue;
             }
             for (k, doc) in membership.documents(shard)?.enumerate() {
                 let doc = doc?;
-                if all[offsets[s] + k].protected {
+                if sigs[k].protected {
                     if word_hashes(&doc.text).len() < p.decontam_ngram {
                         short_eval.insert(offsets[s] + k);
                     }
@@ -247,23 +298,30 @@ impl StageKind for DedupKind {
                 return sink.finish();
             }
             sink.read(shard.rows()?);
+            let sigs = store::read_file(&sig_files[s])?;
             for (k, doc) in shard.documents()?.enumerate() {
                 let doc = doc?;
                 let g = offsets[s] + k;
-                anyhow::ensure!(
-                    all[g].id == doc.id,
-                    "{} changed while the stage ran; run it again",
-                    shard.path.display()
-                );
-                let verdict = match &decisions[g] {
+                let sig = sigs
+                    .get(k)
+                    .filter(|sig| sig.id == doc.id)
+                    .with_context(|| {
+                        format!(
+                            "{} changed while the stage ran; run it again",
+                            shard.path.display()
+                        )
+                    })?;
+                let representative = clusters.cluster_of(g);
+                let rep_protected = representative.is_some_and(|c| c.representative_protected);
+                let verdict = match clusters.decision(g, sig.exact) {
                     // A benchmark is what it is: an evaluation document is never
                     // dropped, even as a duplicate (those are counted, below).
-                    _ if all[g].protected => None,
+                    _ if sig.protected => None,
                     // A MinHash neighbour of a short evaluation text is not evidence
                     // of a leak; only the n-gram index's exact match is.
                     Decision::Duplicate {
                         of, exact: false, ..
-                    } if all[*of].protected && short_eval.contains(of) => {
+                    } if rep_protected && short_eval.contains(&of) => {
                         eval_index.first_match(&doc.text).map(|e| {
                             (
                                 "contamination",
@@ -274,18 +332,20 @@ impl StageKind for DedupKind {
                             )
                         })
                     }
-                    Decision::Duplicate { of, exact, .. } => {
-                        let rep = &all[*of];
-                        let kind = if *exact { "exact" } else { "near" };
-                        if rep.protected && !all[g].protected {
+                    Decision::Duplicate { exact, .. } => {
+                        let rep = &representative
+                            .expect("a duplicate has a cluster")
+                            .representative_id;
+                        let kind = if exact { "exact" } else { "near" };
+                        if rep_protected {
                             Some((
                                 "contamination",
-                                format!("{kind} duplicate of evaluation document {}", rep.id),
+                                format!("{kind} duplicate of evaluation document {rep}"),
                             ))
                         } else {
                             Some((
                                 "duplicate",
-                                format!("duplicate_of={} cluster={} {kind}", rep.id, rep.id),
+                                format!("duplicate_of={rep} cluster={rep} {kind}"),
                             ))
                         }
                     }
@@ -314,18 +374,23 @@ impl StageKind for DedupKind {
         })?;
         let write_seconds = t2.elapsed().as_secs_f64();
 
-        let (total, counts_json) = SinkCounts::summarise(&written);
-        let input: u64 = all
+        let (sums, counts_json) = SinkCounts::summarise(&written);
+        let input: u64 = sig_counts
             .iter()
-            .zip(shard_of(&offsets, all.len()))
-            .filter(|(_, s)| !p.eval_only.contains(&shards[*s].stage))
-            .count() as u64;
+            .zip(&shards)
+            .filter(|(_, shard)| !p.eval_only.contains(&shard.stage))
+            .map(|(n, _)| *n as u64)
+            .sum();
+        let scan = Scan {
+            shards: &shards,
+            sig_files: &sig_files,
+            offsets: &offsets,
+            clusters: &clusters,
+        };
         let quality = quality_report(
             ctx,
-            &shards,
+            &scan,
             &membership,
-            &all,
-            &decisions,
             &hasher,
             p.quality_samples,
             ctx.pipeline.seed,
@@ -333,14 +398,14 @@ impl StageKind for DedupKind {
 
         let mut counts = BTreeMap::new();
         counts.insert("documents_in".into(), input.into());
-        counts.insert("kept".into(), total.total_kept().into());
-        counts.insert("removed".into(), total.total_rejected().into());
+        counts.insert("kept".into(), sums.total_kept().into());
+        counts.insert("removed".into(), sums.total_rejected().into());
         counts.insert("by_corpus".into(), counts_json);
-        counts.insert("cluster_sizes".into(), cluster_histogram(&decisions));
+        counts.insert("cluster_sizes".into(), cluster_histogram(&clusters));
         counts.insert("eval_documents_protected".into(), eval_ids.len().into());
         counts.insert(
             "eval_duplicates".into(),
-            eval_duplicates(&all, &decisions, &p.eval_only, &shards, &offsets),
+            eval_duplicates(&scan, &p.eval_only)?,
         );
         counts.insert(
             "rule".into(),
@@ -371,116 +436,126 @@ impl StageKind for DedupKind {
         );
         Ok(RunReport {
             counts,
-            conservation: Some(total.conservation()),
+            conservation: Some(sums.conservation()),
         })
+    }
+}
+
+/// The documents' signatures, one shard's file in memory at a time, with their clusters.
+struct Scan<'a> {
+    shards: &'a [InputShard],
+    sig_files: &'a [PathBuf],
+    offsets: &'a [usize],
+    clusters: &'a Clusters,
+}
+
+impl Scan<'_> {
+    fn len(&self) -> usize {
+        self.clusters.len()
+    }
+
+    /// `visit(global index, input shard, signature)` for every document, in order.
+    fn for_each(
+        &self,
+        mut visit: impl FnMut(usize, &InputShard, &DocSignature),
+    ) -> anyhow::Result<()> {
+        for (s, shard) in self.shards.iter().enumerate() {
+            for (k, sig) in store::read_file(&self.sig_files[s])?.iter().enumerate() {
+                visit(self.offsets[s] + k, shard, sig);
+            }
+        }
+        Ok(())
     }
 }
 
 /// Evaluation documents that duplicate another evaluation document: reported (how
 /// many, and the first few pairs), never dropped. `eval_only` inputs are not written,
 /// so their duplicates are counted apart.
-fn eval_duplicates(
-    all: &[DocSignature],
-    decisions: &[Decision],
-    eval_only: &[String],
-    shards: &[InputShard],
-    offsets: &[usize],
-) -> serde_json::Value {
+fn eval_duplicates(scan: &Scan, eval_only: &[String]) -> anyhow::Result<serde_json::Value> {
     const EXAMPLES: usize = 10;
-    let stage_of = |g: usize| &shards[offsets.partition_point(|&o| o <= g) - 1].stage;
     let mut count = 0u64;
     let mut in_eval_only = 0u64;
     let mut examples = Vec::new();
-    for (g, decision) in decisions.iter().enumerate() {
-        let Decision::Duplicate { of, exact, .. } = decision else {
-            continue;
+    scan.for_each(|g, shard, sig| {
+        let Decision::Duplicate { exact, .. } = scan.clusters.decision(g, sig.exact) else {
+            return;
         };
-        if !(all[g].protected && all[*of].protected) {
-            continue;
+        let rep = scan
+            .clusters
+            .cluster_of(g)
+            .expect("a duplicate has a cluster");
+        if !(sig.protected && rep.representative_protected) {
+            return;
         }
         count += 1;
-        if eval_only.contains(stage_of(g)) {
+        if eval_only.contains(&shard.stage) {
             in_eval_only += 1;
         }
         if examples.len() < EXAMPLES {
             examples.push(serde_json::json!({
-                "id": all[g].id,
-                "duplicate_of": all[*of].id,
+                "id": sig.id,
+                "duplicate_of": rep.representative_id,
                 "exact": exact,
             }));
         }
-    }
-    serde_json::json!({
+    })?;
+    Ok(serde_json::json!({
         "count": count,
         "in_eval_only_inputs": in_eval_only,
         "examples": examples,
-    })
-}
-
-fn shard_len(offsets: &[usize], s: usize, total: usize) -> usize {
-    offsets.get(s + 1).copied().unwrap_or(total) - offsets[s]
-}
-
-/// The shard index of every document, in order.
-fn shard_of(offsets: &[usize], total: usize) -> impl Iterator<Item = usize> + '_ {
-    (0..offsets.len()).flat_map(move |s| std::iter::repeat_n(s, shard_len(offsets, s, total)))
+    }))
 }
 
 /// Clusters by size: `{"1": n, "2": m, ...}` (sizes over 10 grouped as `>10`).
-fn cluster_histogram(decisions: &[Decision]) -> serde_json::Value {
+fn cluster_histogram(clusters: &Clusters) -> serde_json::Value {
     let mut histogram: BTreeMap<String, u64> = BTreeMap::new();
-    for d in decisions {
-        if let Decision::Keep { cluster_size } = d {
-            let key = if *cluster_size > 10 {
-                ">10".to_string()
-            } else {
-                format!("{cluster_size:02}")
-            };
-            *histogram.entry(key).or_default() += 1;
-        }
+    for size in clusters.sizes() {
+        let key = if size > 10 {
+            ">10".to_string()
+        } else {
+            format!("{size:02}")
+        };
+        *histogram.entry(key).or_default() += 1;
     }
     serde_json::to_value(histogram).unwrap_or_default()
 }
 
 /// Precision of the near-duplicate removals and recall on planted copies.
-#[allow(clippy::too_many_arguments)]
 fn quality_report(
     ctx: &StageContext,
-    shards: &[InputShard],
+    scan: &Scan,
     membership: &Membership,
-    all: &[DocSignature],
-    decisions: &[Decision],
     hasher: &MinHasher,
     samples: usize,
     seed: u64,
 ) -> anyhow::Result<serde_json::Value> {
-    let all_near: Vec<(usize, usize)> = decisions
-        .iter()
-        .enumerate()
-        .filter_map(|(i, d)| match d {
-            Decision::Duplicate {
-                of, exact: false, ..
-            } => Some((i, *of)),
-            _ => None,
-        })
-        .collect();
+    let mut all_near: Vec<(usize, usize)> = Vec::new();
+    scan.for_each(|g, _, sig| {
+        if let Decision::Duplicate {
+            of, exact: false, ..
+        } = scan.clusters.decision(g, sig.exact)
+        {
+            all_near.push((g, of));
+        }
+    })?;
     let near: Vec<(usize, usize)> = all_near
         .iter()
         .copied()
         .step_by((all_near.len() / samples.max(1)).max(1))
         .take(samples)
         .collect();
-    let stride = (all.len() / samples.max(1)).max(1);
+    let total = scan.len();
+    let stride = (total / samples.max(1)).max(1);
     let wanted: HashSet<usize> = near
         .iter()
         .flat_map(|(a, b)| [*a, *b])
-        .chain((0..all.len()).step_by(stride))
+        .chain((0..total).step_by(stride))
         .collect();
     let mut texts: HashMap<usize, String> = HashMap::new();
     let mut g = 0;
     ctx.status("quality check: reading sampled pairs");
-    ctx.set_progress_total(all.len() as u64, "documents");
-    for shard in shards {
+    ctx.set_progress_total(total as u64, "documents");
+    for shard in scan.shards {
         let before = g;
         for doc in membership.documents(shard)? {
             let doc = doc?;
@@ -495,7 +570,7 @@ fn quality_report(
         .iter()
         .map(|(a, b)| (texts[a].as_str(), texts[b].as_str()))
         .collect();
-    let sample: Vec<&str> = (0..all.len())
+    let sample: Vec<&str> = (0..total)
         .step_by(stride)
         .map(|i| &texts[&i][..texts[&i].floor_char_boundary(20_000)]) // recall needs a prefix, not whole books
         .collect();
