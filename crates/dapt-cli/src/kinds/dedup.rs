@@ -32,6 +32,7 @@ use dapt_dedup::minhash::{MinHashConfig, MinHasher};
 use dapt_dedup::store::{self, DocSignature, SignatureFiles};
 use dapt_dedup::text::{exact_key, word_hashes};
 use dapt_dedup::{Clusters, Decision, Member, NgramIndex, quality, resolve_roots};
+use rayon::prelude::*;
 use serde::Deserialize;
 
 use super::docs::{InputShard, ShardSink, SinkCounts, input_shards, params};
@@ -128,6 +129,10 @@ impl<'a> Membership<'a> {
 
 pub struct DedupKind;
 
+/// Documents signed together on every core: enough to keep both busy, few enough that a
+/// batch of long filings stays small.
+const SIGN_BATCH: usize = 256;
+
 impl StageKind for DedupKind {
     fn name(&self) -> &'static str {
         "dedup"
@@ -188,18 +193,28 @@ impl StageKind for DedupKind {
         };
         let sig_counts = ctx.for_each_shard("signatures", shards.len(), |i| {
             let shard = &shards[i];
+            // Signatures of a batch of documents on every core, in document order.
+            let sign = |batch: Vec<Document>| -> Vec<DocSignature> {
+                batch
+                    .into_par_iter()
+                    .map(|doc| DocSignature {
+                        exact: exact_key(&doc.text),
+                        signature: hasher.signature(&doc.text),
+                        protected: membership.is_protected(&doc),
+                        id: doc.id,
+                        source: doc.source,
+                    })
+                    .collect()
+            };
             let mut sigs = Vec::new();
+            let mut batch = Vec::with_capacity(SIGN_BATCH);
             for doc in membership.documents(shard)? {
-                let doc = doc?;
-                let protected = membership.is_protected(&doc);
-                sigs.push(DocSignature {
-                    exact: exact_key(&doc.text),
-                    signature: hasher.signature(&doc.text),
-                    id: doc.id,
-                    source: doc.source,
-                    protected,
-                });
+                batch.push(doc?);
+                if batch.len() == SIGN_BATCH {
+                    sigs.extend(sign(std::mem::take(&mut batch)));
+                }
             }
+            sigs.extend(sign(batch));
             let mut bytes = Vec::new();
             store::write_all(&mut bytes, &sigs)?;
             dapt_dag::fsutil::atomic_write(&sig_path(shard), &bytes)?;
