@@ -15,6 +15,10 @@
 //!    (signatures fetched by index, once per bucket);
 //! 3. union-find over the pairs.
 //!
+//! Each phase writes its candidate pairs to a file, so the band groups can run as
+//! separate tasks (the dedup stage runs them as resumable shards), as datatrove's
+//! bucket tasks do.
+//!
 //! The result equals the in-memory one: the pairs are the same, and union-find components
 //! do not depend on the order of unions. Roots are the smallest index of each cluster.
 
@@ -188,16 +192,194 @@ pub trait SignatureSource {
 /// Settings of the out-of-core pass.
 #[derive(Debug, Clone)]
 pub struct Bounds {
-    /// The sort buffer: the most record bytes held in memory at once.
+    /// The sort buffer: the most record bytes held in memory at once (per task).
     pub memory_bytes: usize,
     /// Bands per pass over the signatures (datatrove's band groups): more bands per group
     /// means fewer passes and more records per sort.
     pub bands_per_group: usize,
 }
 
-/// The cluster root of every document (the smallest index in its cluster), as
-/// [`crate::clusters::resolve`] clusters them (see the module docs). `scratch` holds the
-/// sort runs while it works. `progress` receives 1 per band.
+/// The band groups of `bands` bands, `per_group` each (the last may be smaller).
+pub fn band_groups(bands: usize, per_group: usize) -> Vec<std::ops::Range<usize>> {
+    let per_group = per_group.clamp(1, bands.max(1));
+    (0..bands)
+        .step_by(per_group)
+        .map(|start| start..(start + per_group).min(bands))
+        .collect()
+}
+
+/// Candidate pairs, `(a, b)` as two little-endian u32 each, written to `path` (whole, at
+/// the end: a task either finished its file or left none).
+struct PairWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl PairWriter {
+    fn create(path: &Path) -> io::Result<Self> {
+        let tmp = path.with_extension("tmp");
+        let out = BufWriter::new(File::create(&tmp).map_err(|e| at(&tmp, e))?);
+        Ok(PairWriter {
+            path: path.to_path_buf(),
+            tmp,
+            out,
+        })
+    }
+
+    fn pair(&mut self, a: u32, b: u32) -> io::Result<()> {
+        self.out.write_all(&a.to_le_bytes())?;
+        self.out.write_all(&b.to_le_bytes())
+    }
+
+    fn finish(self) -> io::Result<()> {
+        let file = self.out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all().map_err(|e| at(&self.tmp, e))?;
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| at(&self.path, e))
+    }
+}
+
+/// Phase 1, exact duplicates: writes to `pairs` every document joined to the first (lowest
+/// index) of its exact key, and to `entrants` a bit per document: whether it enters LSH.
+pub fn exact_pairs(
+    source: &dyn SignatureSource,
+    bounds: &Bounds,
+    scratch: &Path,
+    pairs: &Path,
+    entrants: &Path,
+) -> io::Result<()> {
+    let n = source.len();
+    std::fs::create_dir_all(scratch).map_err(|e| at(scratch, e))?;
+    let mut entrant = vec![0u8; n.div_ceil(8)];
+    let mut exact = Sorter::<ExactRecord>::new(scratch, "exact", bounds.memory_bytes);
+    source.for_each(&mut |i, key, _| exact.push(ExactRecord(key, i)))?;
+    let mut out = PairWriter::create(pairs)?;
+    let mut group: Option<(u128, u32)> = None;
+    exact.drain(&mut |ExactRecord(key, i)| {
+        match group {
+            Some((k, first)) if k == key => out.pair(first, i)?,
+            _ => {
+                group = Some((key, i));
+                entrant[i as usize / 8] |= 1 << (i % 8);
+            }
+        }
+        Ok(())
+    })?;
+    out.finish()?;
+    let tmp = entrants.with_extension("tmp");
+    std::fs::write(&tmp, &entrant).map_err(|e| at(&tmp, e))?;
+    std::fs::rename(&tmp, entrants).map_err(|e| at(entrants, e))
+}
+
+/// Phase 2, one task per group of bands: the candidate pairs of the LSH entrants
+/// (`entrants`, from [`exact_pairs`]) in bands `bands`, to `pairs`.
+#[allow(clippy::too_many_arguments)]
+pub fn band_pairs(
+    source: &dyn SignatureSource,
+    hasher: &MinHasher,
+    verify: Option<f64>,
+    bands: std::ops::Range<usize>,
+    bounds: &Bounds,
+    scratch: &Path,
+    entrants: &Path,
+    pairs: &Path,
+) -> io::Result<()> {
+    std::fs::create_dir_all(scratch).map_err(|e| at(scratch, e))?;
+    let entrant = std::fs::read(entrants).map_err(|e| at(entrants, e))?;
+    let is_entrant = |i: u32| entrant[i as usize / 8] & (1 << (i % 8)) != 0;
+    let mut sorter = Sorter::<BandRecord>::new(
+        scratch,
+        &format!("bands-{}-{}", bands.start, bands.end),
+        bounds.memory_bytes,
+    );
+    source.for_each(&mut |i, _, signature| {
+        if !is_entrant(i) {
+            return Ok(());
+        }
+        for (band, key) in hasher.band_keys(signature).enumerate() {
+            if bands.contains(&band) {
+                sorter.push(BandRecord(band as u32, key, i))?;
+            }
+        }
+        Ok(())
+    })?;
+    let mut out = PairWriter::create(pairs)?;
+    let mut bucket: Vec<u32> = Vec::new();
+    let mut current: Option<(u32, u64)> = None;
+    let flush = |bucket: &mut Vec<u32>, out: &mut PairWriter| -> io::Result<()> {
+        match verify {
+            None => {
+                for &i in &bucket[1..] {
+                    out.pair(bucket[0], i)?;
+                }
+            }
+            Some(t) if bucket.len() > 1 => {
+                let signatures = bucket
+                    .iter()
+                    .map(|&i| source.signature(i))
+                    .collect::<io::Result<Vec<_>>>()?;
+                for k in 1..bucket.len() {
+                    if let Some(j) =
+                        (0..k).find(|&j| estimated_similarity(&signatures[k], &signatures[j]) >= t)
+                    {
+                        out.pair(bucket[j], bucket[k])?;
+                    }
+                }
+            }
+            Some(_) => {}
+        }
+        bucket.clear();
+        Ok(())
+    };
+    sorter.drain(&mut |BandRecord(band, key, i)| {
+        if current != Some((band, key)) {
+            if !bucket.is_empty() {
+                flush(&mut bucket, &mut out)?;
+            }
+            current = Some((band, key));
+        }
+        bucket.push(i);
+        Ok(())
+    })?;
+    if !bucket.is_empty() {
+        flush(&mut bucket, &mut out)?;
+    }
+    out.finish()
+}
+
+/// Phase 3: the cluster root of each of `n` documents (the smallest index of its
+/// cluster) from the pair files of the phases before.
+pub fn roots_from_pairs(n: usize, pair_files: &[PathBuf]) -> io::Result<Vec<u32>> {
+    let mut uf = UnionFind::new(n);
+    for path in pair_files {
+        let mut input = BufReader::new(File::open(path).map_err(|e| at(path, e))?);
+        let mut record = [0u8; 8];
+        loop {
+            match input.read_exact(&mut record) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+                Err(e) => return Err(at(path, e)),
+            }
+            let a = u32::from_le_bytes(record[..4].try_into().expect("4 bytes"));
+            let b = u32::from_le_bytes(record[4..].try_into().expect("4 bytes"));
+            if a as usize >= n || b as usize >= n {
+                return Err(at(
+                    path,
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("pair ({a}, {b}) of {n} documents"),
+                    ),
+                ));
+            }
+            uf.union(a, b);
+        }
+    }
+    Ok((0..n as u32).map(|i| uf.find(i)).collect())
+}
+
+/// The three phases in one call, in `scratch`: the cluster root of every document (the
+/// smallest index in its cluster), as [`crate::clusters::resolve`] clusters them (see the
+/// module docs). `progress` receives the bands of each finished group.
 pub fn cluster_roots(
     source: &dyn SignatureSource,
     hasher: &MinHasher,
@@ -206,90 +388,24 @@ pub fn cluster_roots(
     scratch: &Path,
     progress: &mut dyn FnMut(u64),
 ) -> io::Result<Vec<u32>> {
-    let n = source.len();
     std::fs::create_dir_all(scratch).map_err(|e| at(scratch, e))?;
-    let mut uf = UnionFind::new(n);
-
-    // 1. Exact duplicates: the first index of each key enters LSH.
-    let mut entrant = vec![0u64; n.div_ceil(64)];
-    let mut exact = Sorter::<ExactRecord>::new(scratch, "exact", bounds.memory_bytes);
-    source.for_each(&mut |i, key, _| exact.push(ExactRecord(key, i)))?;
-    let mut group: Option<(u128, u32)> = None;
-    exact.drain(&mut |ExactRecord(key, i)| {
-        match group {
-            Some((k, first)) if k == key => uf.union(first, i),
-            _ => {
-                group = Some((key, i));
-                entrant[i as usize / 64] |= 1 << (i % 64);
-            }
-        }
-        Ok(())
-    })?;
-    let is_entrant = |i: u32| entrant[i as usize / 64] & (1 << (i % 64)) != 0;
-
-    // 2. Buckets, one group of bands per pass over the signatures.
-    let bands = hasher.config().bands;
-    let per_group = bounds.bands_per_group.clamp(1, bands.max(1));
-    let mut start = 0;
-    while start < bands {
-        let end = (start + per_group).min(bands);
-        let mut sorter =
-            Sorter::<BandRecord>::new(scratch, &format!("bands-{start}"), bounds.memory_bytes);
-        source.for_each(&mut |i, _, signature| {
-            if !is_entrant(i) {
-                return Ok(());
-            }
-            for (band, key) in hasher.band_keys(signature).enumerate() {
-                if (start..end).contains(&band) {
-                    sorter.push(BandRecord(band as u32, key, i))?;
-                }
-            }
-            Ok(())
-        })?;
-        let mut bucket: Vec<u32> = Vec::new();
-        let mut current: Option<(u32, u64)> = None;
-        let flush = |bucket: &mut Vec<u32>, uf: &mut UnionFind| -> io::Result<()> {
-            match verify {
-                None => {
-                    for &i in &bucket[1..] {
-                        uf.union(bucket[0], i);
-                    }
-                }
-                Some(t) if bucket.len() > 1 => {
-                    let signatures = bucket
-                        .iter()
-                        .map(|&i| source.signature(i))
-                        .collect::<io::Result<Vec<_>>>()?;
-                    for k in 1..bucket.len() {
-                        if let Some(j) = (0..k)
-                            .find(|&j| estimated_similarity(&signatures[k], &signatures[j]) >= t)
-                        {
-                            uf.union(bucket[j], bucket[k]);
-                        }
-                    }
-                }
-                Some(_) => {}
-            }
-            bucket.clear();
-            Ok(())
-        };
-        sorter.drain(&mut |BandRecord(band, key, i)| {
-            if current != Some((band, key)) {
-                if !bucket.is_empty() {
-                    flush(&mut bucket, &mut uf)?;
-                }
-                current = Some((band, key));
-            }
-            bucket.push(i);
-            Ok(())
-        })?;
-        if !bucket.is_empty() {
-            flush(&mut bucket, &mut uf)?;
-        }
-        progress((end - start) as u64);
-        start = end;
+    let entrants = scratch.join("entrants.bin");
+    let mut pair_files = vec![scratch.join("pairs-exact.bin")];
+    exact_pairs(source, bounds, scratch, &pair_files[0], &entrants)?;
+    for group in band_groups(hasher.config().bands, bounds.bands_per_group) {
+        let path = scratch.join(format!("pairs-bands-{}.bin", group.start));
+        let width = group.len() as u64;
+        band_pairs(
+            source, hasher, verify, group, bounds, scratch, &entrants, &path,
+        )?;
+        pair_files.push(path);
+        progress(width);
     }
-    Ok((0..n as u32).map(|i| uf.find(i)).collect())
+    let roots = roots_from_pairs(source.len(), &pair_files)?;
+    for path in pair_files.iter().chain([&entrants]) {
+        std::fs::remove_file(path).map_err(|e| at(path, e))?;
+    }
+    Ok(roots)
 }
 
 #[cfg(test)]

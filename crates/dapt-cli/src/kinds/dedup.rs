@@ -27,7 +27,7 @@ use std::time::Instant;
 use anyhow::Context;
 use dapt_dag::{ParamError, RunReport, StageContext, StageKind, parse_params};
 use dapt_data::{Document, Rejected};
-use dapt_dedup::external::{Bounds, cluster_roots};
+use dapt_dedup::external::{Bounds, band_groups, band_pairs, exact_pairs, roots_from_pairs};
 use dapt_dedup::minhash::{MinHashConfig, MinHasher};
 use dapt_dedup::store::{self, DocSignature, SignatureFiles};
 use dapt_dedup::text::{exact_key, word_hashes};
@@ -244,6 +244,8 @@ impl StageKind for DedupKind {
                 resolve_roots(&members, &hasher, verify, &mut |n| ctx.add_progress(n))
             }
             Some(mb) => {
+                // In the attempt's partial folder: a resumed attempt keeps the finished
+                // phases' pair files, and the commit removes them.
                 let scratch = ctx
                     .out_dir
                     .parent()
@@ -251,16 +253,40 @@ impl StageKind for DedupKind {
                     .join("cluster-scratch");
                 std::fs::create_dir_all(&scratch)?;
                 let source = SignatureFiles::open(sig_files.clone(), 1, &scratch)?;
+                // One group of bands per job, each with its share of the sort buffer.
+                let jobs = ctx.pipeline.jobs.max(1);
+                let bands = hasher.config().bands;
                 let bounds = Bounds {
-                    memory_bytes: mb << 20,
-                    bands_per_group: hasher.config().bands,
+                    memory_bytes: (mb << 20) / jobs,
+                    bands_per_group: bands.div_ceil(jobs),
                 };
-                let roots = cluster_roots(&source, &hasher, verify, &bounds, &scratch, &mut |n| {
-                    ctx.add_progress(n)
+                let entrants = scratch.join("entrants.bin");
+                let exact = scratch.join("pairs-exact.bin");
+                ctx.for_each_shard("exact", 1, |_| {
+                    exact_pairs(&source, &bounds, &scratch, &exact, &entrants)?;
+                    Ok(())
                 })?;
-                drop(source);
-                std::fs::remove_dir_all(&scratch)?;
-                roots
+                let groups = band_groups(bands, bounds.bands_per_group);
+                let group_file = |g: usize| scratch.join(format!("pairs-bands-{g:03}.bin"));
+                ctx.for_each_shard("buckets", groups.len(), |g| {
+                    let group = groups[g].clone();
+                    band_pairs(
+                        &source,
+                        &hasher,
+                        verify,
+                        group,
+                        &bounds,
+                        &scratch,
+                        &entrants,
+                        &group_file(g),
+                    )?;
+                    Ok(())
+                })?;
+                let mut pair_files = vec![exact];
+                pair_files.extend((0..groups.len()).map(group_file));
+                // The scratch folder stays until the commit removes `partial/`: a resumed
+                // attempt whose phases are marked finished still needs their pair files.
+                roots_from_pairs(total, &pair_files)?
             }
         };
         anyhow::ensure!(
