@@ -170,7 +170,8 @@ impl<R: Record> Sorter<R> {
     }
 }
 
-fn at(path: &Path, e: io::Error) -> io::Error {
+/// `e` with the path it concerns (shared with `store`).
+pub(crate) fn at(path: &Path, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 

@@ -9,6 +9,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use crate::external::at;
 use crate::minhash::Signature;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -104,10 +105,6 @@ fn read_array<const N: usize>(input: &mut impl Read) -> io::Result<[u8; N]> {
 pub fn read_file(path: &Path) -> io::Result<Vec<DocSignature>> {
     let file = File::open(path).map_err(|e| at(path, e))?;
     read_all(&mut io::BufReader::new(file)).map_err(|e| at(path, e))
-}
-
-fn at(path: &Path, e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
 /// Signature files read as one sequence of documents, `copies` times over (a benchmark
