@@ -19,6 +19,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+# The bounded dedup stage's memory_mb, and the pipeline's jobs.
+MEMORY_MB, JOBS = 64, 2
+
 
 def main():
     dapt, docs_dir, work = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
@@ -67,7 +70,7 @@ def main():
     name = "bench-dedup"
     workdir = "{work}/dapt-work"
     data_root = "{work}"
-    jobs = 2
+    jobs = {JOBS}
 
     [corpora.bench]
     domain = "financial"
@@ -93,7 +96,7 @@ def main():
     [stages.dedup_bounded]
     kind = "dedup"
     inputs = ["ingest"]
-    memory_mb = 64
+    memory_mb = {MEMORY_MB}
     """)
     subprocess.run([dapt, "run", "ingest", "-c", str(pipeline)], check=True, stdout=subprocess.DEVNULL)
     dapt_runs = {stage: run_dapt_dedup(dapt, pipeline, work, stage)
@@ -144,6 +147,12 @@ def main():
           f"removed {len(dt_removed)}, planted found {dt_found}/{len(planted)}")
     dapt_seconds = dapt_runs["dedup"][0]
     print(f"dapt / datatrove throughput: {datatrove_seconds / dapt_seconds:.1f}x (goal >= 10x)")
+    # The bounded stage's documented peak: memory_mb + jobs x 128 MB of shard I/O + 40 MB.
+    bound = MEMORY_MB + JOBS * 128 + 40
+    bounded_rss = dapt_runs["dedup_bounded"][2]
+    print(f"dapt dedup_bounded peak RSS {bounded_rss:.0f} MB, bound {bound} MB "
+          f"(memory_mb {MEMORY_MB}, {JOBS} jobs); in memory {dapt_runs['dedup'][2]:.0f} MB")
+    assert bounded_rss <= bound, f"dedup_bounded peak RSS {bounded_rss:.0f} MB exceeds its bound {bound} MB"
 
 
 def run_dapt_dedup(dapt, pipeline, work, stage):

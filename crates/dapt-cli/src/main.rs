@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 a stage failed or another runtime error; 2 the pipeline
 //! file (or the command line) is invalid; 3 another run holds the work directory.
 
+mod alloc;
 mod cluster;
 mod export;
 mod generate;
@@ -160,24 +161,8 @@ enum Executor {
     Slurm,
 }
 
-/// `mi_option_purge_delay` in mimalloc 2's `mimalloc.h` (the enum libmimalloc-sys 0.1.49
-/// builds; its Rust bindings leave this one out).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// Training frees and reallocates the same large buffers every step (logits, gradients);
-/// mimalloc hands freed memory back to the kernel after 10 ms and the next step faults it
-/// in again, zeroed: 20% of a SmolLM2 step in `perf` went to `clear_page_erms`. Keeping it
-/// mapped raised that step's tokens/s by 38% (76 -> 105). `MIMALLOC_PURGE_DELAY` in the
-/// environment still decides when set.
-fn keep_freed_memory_mapped() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: sets an integer option; mimalloc reads options atomically.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
-    }
-}
-
 fn main() -> ExitCode {
-    keep_freed_memory_mapped();
+    alloc::keep_freed_memory_mapped();
     let cli = Cli::parse();
     let registry = kinds::registry();
     match run(cli.command, &registry) {

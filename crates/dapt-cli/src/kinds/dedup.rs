@@ -29,7 +29,7 @@ use dapt_dag::{ParamError, RunReport, StageContext, StageKind, parse_params};
 use dapt_data::{Document, Rejected};
 use dapt_dedup::external::{Bounds, band_groups, band_pairs, exact_pairs, roots_from_pairs};
 use dapt_dedup::minhash::{MinHashConfig, MinHasher};
-use dapt_dedup::store::{self, DocSignature, SignatureFiles};
+use dapt_dedup::store::{self, DocSignature, SignatureFiles, SignatureReader, SignatureWriter};
 use dapt_dedup::text::{exact_key, word_hashes};
 use dapt_dedup::{Clusters, Decision, Member, NgramIndex, quality, resolve_roots};
 use rayon::prelude::*;
@@ -63,7 +63,10 @@ struct Params {
     /// Cluster out of core: signatures stay on disk and exact and band keys are sorted
     /// in runs of at most this many MB (`dapt_dedup::external`), so the stage holds about
     /// 4 bytes a document plus one entry per cluster of two or more, not every signature
-    /// (~460 bytes a document). Unset: in memory. The outputs are the same either way.
+    /// (~460 bytes a document), and hands freed memory back at once. Its peak is then
+    /// about this + `jobs` x 128 MB of shard I/O (row groups of at most 64 MB, one read
+    /// and one written per shard) + 40 MB. Unset: in memory. The outputs are the same
+    /// either way.
     memory_mb: Option<usize>,
 }
 
@@ -180,6 +183,9 @@ impl StageKind for DedupKind {
                 "eval_only names `{name}`, which is not among this stage's inputs"
             );
         }
+        if p.memory_mb.is_some() {
+            crate::alloc::return_freed_memory();
+        }
         let hasher = p.hasher(ctx.pipeline.seed);
         let shards = input_shards(ctx)?;
         let sig_dir = ctx.out_dir.join("signatures");
@@ -206,19 +212,20 @@ impl StageKind for DedupKind {
                     })
                     .collect()
             };
-            let mut sigs = Vec::new();
+            // Streamed to the file a batch at a time: the pass holds one batch, whatever
+            // the shard's size.
+            let mut out = SignatureWriter::create(&sig_path(shard))?;
             let mut batch = Vec::with_capacity(SIGN_BATCH);
             for doc in membership.documents(shard)? {
                 batch.push(doc?);
                 if batch.len() == SIGN_BATCH {
-                    sigs.extend(sign(std::mem::take(&mut batch)));
+                    sign(std::mem::take(&mut batch))
+                        .iter()
+                        .try_for_each(|d| out.push(d))?;
                 }
             }
-            sigs.extend(sign(batch));
-            let mut bytes = Vec::new();
-            store::write_all(&mut bytes, &sigs)?;
-            dapt_dag::fsutil::atomic_write(&sig_path(shard), &bytes)?;
-            Ok(sigs.len())
+            sign(batch).iter().try_for_each(|d| out.push(d))?;
+            Ok(out.finish()? as usize)
         })?;
         let signature_seconds = t0.elapsed().as_secs_f64();
 
@@ -298,7 +305,8 @@ impl StageKind for DedupKind {
         let clusters = Clusters::new(roots, |visit| {
             let mut g = 0u32;
             for path in &sig_files {
-                for d in store::read_file(path)? {
+                for d in SignatureReader::open(path)? {
+                    let d = d?;
                     visit(g, &d.id, d.protected, d.exact);
                     g += 1;
                 }
@@ -312,13 +320,16 @@ impl StageKind for DedupKind {
         // decontaminate only by exact normalised match, not as MinHash neighbours.
         let mut short_eval: HashSet<usize> = HashSet::new();
         for (s, shard) in shards.iter().enumerate() {
-            let sigs = store::read_file(&sig_files[s])?;
-            if !sigs.iter().any(|d| d.protected) {
+            // Which documents are protected: one flag each, not the signatures.
+            let protected = SignatureReader::open(&sig_files[s])?
+                .map(|d| d.map(|d| d.protected))
+                .collect::<std::io::Result<Vec<bool>>>()?;
+            if !protected.contains(&true) {
                 continue;
             }
             for (k, doc) in membership.documents(shard)?.enumerate() {
                 let doc = doc?;
-                if sigs[k].protected {
+                if protected[k] {
                     if word_hashes(&doc.text).len() < p.decontam_ngram {
                         short_eval.insert(offsets[s] + k);
                     }
@@ -339,12 +350,13 @@ impl StageKind for DedupKind {
                 return sink.finish();
             }
             sink.read(shard.rows()?);
-            let sigs = store::read_file(&sig_files[s])?;
+            let mut sigs = SignatureReader::open(&sig_files[s])?;
             for (k, doc) in shard.documents()?.enumerate() {
                 let doc = doc?;
                 let g = offsets[s] + k;
                 let sig = sigs
-                    .get(k)
+                    .next()
+                    .transpose()?
                     .filter(|sig| sig.id == doc.id)
                     .with_context(|| {
                         format!(
@@ -482,7 +494,7 @@ impl StageKind for DedupKind {
     }
 }
 
-/// The documents' signatures, one shard's file in memory at a time, with their clusters.
+/// The documents' signatures, streamed one at a time, with their clusters.
 struct Scan<'a> {
     shards: &'a [InputShard],
     sig_files: &'a [PathBuf],
@@ -501,8 +513,8 @@ impl Scan<'_> {
         mut visit: impl FnMut(usize, &InputShard, &DocSignature),
     ) -> anyhow::Result<()> {
         for (s, shard) in self.shards.iter().enumerate() {
-            for (k, sig) in store::read_file(&self.sig_files[s])?.iter().enumerate() {
-                visit(self.offsets[s] + k, shard, sig);
+            for (k, sig) in SignatureReader::open(&self.sig_files[s])?.enumerate() {
+                visit(self.offsets[s] + k, shard, &sig?);
             }
         }
         Ok(())
