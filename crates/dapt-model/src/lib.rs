@@ -14,6 +14,9 @@
 //! - [`generate`] samples tokens (greedy, temperature, top-p) with a [`KvCache`].
 //! - [`token_nll`] scores long documents with rolling windows.
 //! - [`ComputeBudget`]: 6ND FLOPs, the Chinchilla-optimal token count and fitted loss.
+//! - [`mlm`]: BERT-style masked-LM masking (80/10/10, whole words), the data side of an
+//!   encoder objective.
+//! - [`span`]: T5 span corruption (noise masks, sentinel inputs and targets, example lengths).
 //!
 //! Determinism: on the CPU (flex) backend a run is a pure function of its configs and data; a
 //! killed run resumed from its newest checkpoint ends bit-identical to an uninterrupted one
@@ -35,6 +38,7 @@ mod hf;
 mod layer_norm;
 mod linear;
 mod loss;
+pub mod mlm;
 mod model;
 mod norm;
 mod optim;
@@ -42,6 +46,7 @@ mod params;
 mod rng;
 mod rope;
 mod scaling;
+pub mod span;
 mod swiglu;
 #[cfg(test)]
 mod testing;

@@ -24,6 +24,29 @@ impl SplitMix64 {
         ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     }
 
+    /// Uniform in the half-open interval [0, 1), on the grid of multiples of 2⁻⁵³: `u < p` holds
+    /// with probability `p` (to within 2⁻⁵³) for any `p` in [0, 1].
+    pub(crate) fn next_unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in `0..n`, without modulo bias (Lemire's multiply-and-reject).
+    ///
+    /// # Panics
+    /// If `n` is 0.
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        assert!(n > 0, "SplitMix64::below: empty range");
+        // Products whose low half falls under 2^64 mod n would make the first residues more
+        // likely; redraw those (never more than n of the 2^64 values).
+        let threshold = n.wrapping_neg() % n;
+        loop {
+            let product = u128::from(self.next_u64()) * u128::from(n);
+            if product as u64 >= threshold {
+                return (product >> 64) as u64;
+            }
+        }
+    }
+
     /// `count` samples of N(0, std²) via Box-Muller.
     pub(crate) fn normal_vec(&mut self, count: usize, std: f64) -> Vec<f32> {
         let mut values = Vec::with_capacity(count + 1);
@@ -68,5 +91,28 @@ mod tests {
             SplitMix64::new(3).normal_vec(5, 1.0)
         );
         assert_ne!(derive_seed(1, 2), derive_seed(1, 3));
+    }
+
+    #[test]
+    fn unit_and_below_are_uniform_and_in_range() {
+        let mut rng = SplitMix64::new(11);
+        let draws = 200_000;
+        let mut below_p = 0;
+        let mut counts = [0u32; 7];
+        for _ in 0..draws {
+            let u = rng.next_unit();
+            assert!((0.0..1.0).contains(&u), "{u}");
+            below_p += usize::from(u < 0.3);
+            counts[rng.below(7) as usize] += 1;
+        }
+        let rate = below_p as f64 / draws as f64;
+        assert!((rate - 0.3).abs() < 0.005, "P(u < 0.3) = {rate}");
+        for (value, &count) in counts.iter().enumerate() {
+            let share = f64::from(count) / draws as f64;
+            assert!((share - 1.0 / 7.0).abs() < 0.005, "P({value}) = {share}");
+        }
+        assert_eq!(rng.below(1), 0);
+        // The largest range still terminates and stays in range.
+        assert!(rng.below(u64::MAX) < u64::MAX);
     }
 }
