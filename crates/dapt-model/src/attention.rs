@@ -1,5 +1,5 @@
-//! Causal multi-head self-attention from the fused q|k|v projection, as one autodiff node
-//! on flex.
+//! Multi-head self-attention from the fused q|k|v projection, causal (decoders) or
+//! bidirectional (encoders), as one autodiff node on flex.
 //!
 //! burn differentiates attention through its composed fallback: the q, k, v head views,
 //! a causal mask built per call, scale, mask-fill, a five-operation softmax with scalar
@@ -28,12 +28,13 @@ use crate::model::Heads;
 
 /// `[B, T, width]` projections, columns ordered as [`Heads`] says (query heads, then key
 /// heads, then value heads; `n_head / n_kv_head` query heads share a key/value head) ->
-/// `[B, T, n_head·head_dim]` context, heads concatenated.
-pub fn causal_self_attention(qkv: Tensor<3>, heads: Heads) -> Tensor<3> {
-    fused(&qkv, heads).unwrap_or_else(|| composed(qkv, heads))
+/// `[B, T, n_head·head_dim]` context, heads concatenated. Causal: a position attends to
+/// itself and those before it; otherwise to every position.
+pub fn self_attention(qkv: Tensor<3>, heads: Heads, causal: bool) -> Tensor<3> {
+    fused(&qkv, heads, causal).unwrap_or_else(|| composed(qkv, heads, causal))
 }
 
-fn composed(qkv: Tensor<3>, heads: Heads) -> Tensor<3> {
+fn composed(qkv: Tensor<3>, heads: Heads, causal: bool) -> Tensor<3> {
     let [batch, seq_len, _] = qkv.dims();
     let Heads {
         n_head,
@@ -54,7 +55,7 @@ fn composed(qkv: Tensor<3>, heads: Heads) -> Tensor<3> {
     let key = shared(qkv.clone().narrow(1, n_head, n_kv_head));
     let value = shared(qkv.narrow(1, n_head + n_kv_head, n_kv_head));
     let options = AttentionModuleOptions {
-        is_causal: true,
+        is_causal: causal,
         ..Default::default()
     };
     attention(query, key, value, None, None, options)
@@ -62,37 +63,40 @@ fn composed(qkv: Tensor<3>, heads: Heads) -> Tensor<3> {
         .reshape([batch, seq_len, heads.q_width()])
 }
 
-fn fused(qkv: &Tensor<3>, heads: Heads) -> Option<Tensor<3>> {
+fn fused(qkv: &Tensor<3>, heads: Heads, causal: bool) -> Option<Tensor<3>> {
     if let Ok(qkv) = qkv.clone().try_into_primitive::<Autodiff<Flex>>() {
         if !is_f32(qkv.primitive()) {
             return None;
         }
-        let (context, probs) = flex::forward(qkv.primitive(), heads);
+        let (context, probs) = flex::forward(qkv.primitive(), heads, causal);
         let context = match AttentionNode
             .prepare::<NoCheckpointing>([qkv.node()])
             .compute_bound()
             .stateful()
         {
-            OpsKind::Tracked(prep) => prep.finish((qkv.into_primitive(), probs, heads), context),
+            OpsKind::Tracked(prep) => {
+                prep.finish((qkv.into_primitive(), probs, heads, causal), context)
+            }
             OpsKind::UnTracked(prep) => prep.finish(context),
         };
         return Some(Tensor::from_primitive::<Autodiff<Flex>>(context));
     }
     let qkv = qkv.clone().try_into_primitive::<Flex>().ok()?;
-    is_f32(&qkv).then(|| Tensor::from_primitive::<Flex>(flex::forward(&qkv, heads).0))
+    is_f32(&qkv).then(|| Tensor::from_primitive::<Flex>(flex::forward(&qkv, heads, causal).0))
 }
 
-/// The state: the projections, the attention probabilities `[B·H, T, T]` and the heads.
+/// The state: the projections, the attention probabilities `[B·H, T, T]`, the heads and
+/// whether the mask is causal.
 #[derive(Debug)]
 struct AttentionNode;
 
 impl Backward<Flex, 1> for AttentionNode {
-    type State = (FlexTensor, Vec<f32>, Heads);
+    type State = (FlexTensor, Vec<f32>, Heads, bool);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (qkv, probs, heads) = ops.state;
+        let (qkv, probs, heads, causal) = ops.state;
         unary::<Flex, _>(ops.parents, ops.node, grads, |d_context| {
-            flex::backward(&qkv, &probs, heads, d_context)
+            flex::backward(&qkv, &probs, heads, causal, d_context)
         });
     }
 }
@@ -108,26 +112,29 @@ mod tests {
         let device = Device::flex().autodiff();
         // Multi-head (GPT), grouped-query (Llama: 2 query heads per key/value head) and
         // multi-query attention.
+        // Each causal (decoders) and bidirectional (encoders).
         for (n_head, n_kv_head) in [(3, 3), (4, 2), (3, 1)] {
-            let heads = Heads {
-                n_head,
-                n_kv_head,
-                head_dim: 5,
-            };
-            let shape = [2, 11, heads.width()];
-            let qkv = Tensor::<3>::random(shape, Distribution::Normal(0.0, 2.0), &device);
-            assert!(fused(&qkv, heads).is_some());
-            assert_same_values_and_gradients(
-                qkv,
-                |qkv| causal_self_attention(qkv, heads),
-                |qkv| composed(qkv, heads),
-                Tolerance::absolute(1e-5),
-            );
+            for causal in [true, false] {
+                let heads = Heads {
+                    n_head,
+                    n_kv_head,
+                    head_dim: 5,
+                };
+                let shape = [2, 11, heads.width()];
+                let qkv = Tensor::<3>::random(shape, Distribution::Normal(0.0, 2.0), &device);
+                assert!(fused(&qkv, heads, causal).is_some());
+                assert_same_values_and_gradients(
+                    qkv,
+                    |qkv| self_attention(qkv, heads, causal),
+                    |qkv| composed(qkv, heads, causal),
+                    Tolerance::absolute(1e-5),
+                );
+            }
         }
     }
 
     #[test]
-    fn later_tokens_do_not_change_earlier_outputs() {
+    fn causal_outputs_ignore_later_tokens_and_bidirectional_ones_see_them() {
         let device = Device::flex();
         let heads = Heads {
             n_head: 2,
@@ -139,11 +146,22 @@ mod tests {
             [0..1, 5..6, 0..8],
             Tensor::<3>::random([1, 1, 8], Distribution::Normal(0.0, 1.0), &device),
         );
-        let prefix = |qkv| {
-            causal_self_attention(qkv, heads)
+        let prefix = |qkv, causal| {
+            self_attention(qkv, heads, causal)
                 .narrow(1, 0, 5)
                 .into_data()
         };
-        prefix(qkv).assert_approx_eq::<f32>(&prefix(changed), Tolerance::absolute(0.0));
+        prefix(qkv.clone(), true)
+            .assert_approx_eq::<f32>(&prefix(changed.clone(), true), Tolerance::absolute(0.0));
+        // Bidirectional: the last token reaches every earlier output.
+        let (before, after) = (prefix(qkv, false), prefix(changed, false));
+        let before = before.try_to_vec::<f32>().unwrap();
+        let after = after.try_to_vec::<f32>().unwrap();
+        let moved = before.iter().zip(&after).filter(|(a, b)| a != b).count();
+        assert_eq!(
+            moved,
+            before.len(),
+            "every earlier output must see the last token"
+        );
     }
 }

@@ -1,6 +1,7 @@
-//! Architecture hyper-parameters of the two decoder families dapt builds from one set of
-//! layers: GPT-2-style (`GptConfig`) and Llama-style (`LlamaConfig`), and `ModelConfig`,
-//! which names the family (the `family` key in checkpoints).
+//! Architecture hyper-parameters of the model families dapt builds from one set of layers:
+//! the GPT-2-style (`GptConfig`) and Llama-style (`LlamaConfig`) decoders, the
+//! BERT/RoBERTa-style encoder (`BertConfig`), and `ModelConfig`, which names the family
+//! (the `family` key in checkpoints).
 //!
 //! The Hugging Face `config.json` of each family (`hf_config.rs`) converts to and from these.
 
@@ -127,6 +128,82 @@ impl LlamaConfig {
     }
 }
 
+/// Shape of a BERT/RoBERTa-style encoder, trained by masked language modelling: learned
+/// positions and a segment (token type) embedding summed and layer-normed, post-norm
+/// blocks of bidirectional attention and a GELU MLP (biases everywhere), and the
+/// masked-LM head (dense, GELU, LayerNorm, then the tied embedding plus a bias).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub d_model: usize,
+    /// Width of the MLP (`intermediate_size`).
+    pub d_ff: usize,
+    /// Maximum sequence length: learned positions past `position_offset`.
+    pub context: usize,
+    /// Positions count from here: 0 for BERT; RoBERTa numbers them from its padding
+    /// id plus one (2), and its `max_position_embeddings` is `context + 2`.
+    #[serde(default)]
+    pub position_offset: usize,
+    /// Rows of the segment embedding (`type_vocab_size`); dapt feeds segment 0 only.
+    #[serde(default = "default_type_vocab_size")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_bert_layer_norm_epsilon")]
+    pub layer_norm_epsilon: f64,
+    /// The MLP's and the head's activation (BERT's is exact GELU).
+    #[serde(default)]
+    pub activation: Activation,
+    #[serde(default = "default_true")]
+    pub tie_embeddings: bool,
+    #[serde(default)]
+    pub dropout: f64,
+    /// Whose Hugging Face names and config the model takes on export.
+    #[serde(default)]
+    pub flavour: EncoderFlavour,
+}
+
+/// The Hugging Face architecture an encoder maps to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncoderFlavour {
+    /// `BertForMaskedLM`: `bert.*` and `cls.predictions.*`.
+    #[default]
+    Bert,
+    /// `RobertaForMaskedLM`: `roberta.*` and `lm_head.*`.
+    Roberta,
+}
+
+impl Default for BertConfig {
+    /// Not a valid model on its own: a base for struct updates.
+    fn default() -> Self {
+        Self {
+            vocab_size: 0,
+            n_layer: 0,
+            n_head: 0,
+            d_model: 0,
+            d_ff: 0,
+            context: 0,
+            position_offset: 0,
+            type_vocab_size: default_type_vocab_size(),
+            layer_norm_epsilon: default_bert_layer_norm_epsilon(),
+            activation: Activation::Gelu,
+            tie_embeddings: true,
+            dropout: 0.0,
+            flavour: EncoderFlavour::Bert,
+        }
+    }
+}
+
+fn default_type_vocab_size() -> usize {
+    2
+}
+
+fn default_bert_layer_norm_epsilon() -> f64 {
+    1e-12
+}
+
 /// How rotary frequencies are stretched for contexts longer than pre-training's, as
 /// transformers' `rope_scaling` (`modeling_rope_utils.py`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -151,12 +228,19 @@ fn default_layer_norm_epsilon() -> f64 {
     1e-5
 }
 
-/// A model of either family; `family` names it in JSON (`"gpt"` or `"llama"`).
+/// A model of any family; `family` names it in JSON (`"gpt"`, `"llama"` or `"bert"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "family", rename_all = "lowercase")]
 pub enum ModelConfig {
     Gpt(GptConfig),
     Llama(LlamaConfig),
+    Bert(BertConfig),
+}
+
+impl From<BertConfig> for ModelConfig {
+    fn from(config: BertConfig) -> Self {
+        Self::Bert(config)
+    }
 }
 
 impl From<GptConfig> for ModelConfig {
@@ -192,7 +276,14 @@ impl ModelConfig {
         match self {
             Self::Gpt(_) => "gpt",
             Self::Llama(_) => "llama",
+            Self::Bert(_) => "bert",
         }
+    }
+
+    /// Whether a position sees only those before it (decoders) or every position
+    /// (encoders).
+    pub fn causal(&self) -> bool {
+        !matches!(self, Self::Bert(_))
     }
 
     pub(crate) fn shape(&self) -> Shape {
@@ -216,6 +307,18 @@ impl ModelConfig {
                 n_head: c.n_head,
                 n_kv_head: c.n_kv_head,
                 head_dim: c.head_dim,
+                d_ff: c.d_ff,
+                context: c.context,
+                tie_embeddings: c.tie_embeddings,
+                dropout: c.dropout,
+            },
+            Self::Bert(c) => Shape {
+                vocab_size: c.vocab_size,
+                n_layer: c.n_layer,
+                d_model: c.d_model,
+                n_head: c.n_head,
+                n_kv_head: c.n_head,
+                head_dim: c.d_model / c.n_head.max(1),
                 d_ff: c.d_ff,
                 context: c.context,
                 tie_embeddings: c.tie_embeddings,
@@ -255,6 +358,7 @@ impl ModelConfig {
         match &mut config {
             Self::Gpt(c) => c.vocab_size = vocab_size,
             Self::Llama(c) => c.vocab_size = vocab_size,
+            Self::Bert(c) => c.vocab_size = vocab_size,
         }
         config
     }
@@ -283,6 +387,22 @@ impl ModelConfig {
             );
         }
         match self {
+            Self::Bert(c) => {
+                ensure!(
+                    c.d_model.is_multiple_of(c.n_head),
+                    "model config: d_model ({}) must be a multiple of n_head ({})",
+                    c.d_model,
+                    c.n_head
+                );
+                ensure!(
+                    c.activation != Activation::SwiGlu,
+                    "model config: the BERT family's MLP is gelu or gelu_tanh, not swi_glu"
+                );
+                ensure!(
+                    c.type_vocab_size >= 1 && c.layer_norm_epsilon > 0.0,
+                    "model config: type_vocab_size must be at least 1 and layer_norm_epsilon positive"
+                );
+            }
             Self::Gpt(c) => {
                 if !c.d_model.is_multiple_of(c.n_head) {
                     bail!(
@@ -334,6 +454,12 @@ impl ModelConfig {
                 let mlp = 3 * d * s.d_ff;
                 (attention, mlp, d, 0)
             }
+            Self::Bert(c) => {
+                let attention = (d * 3 * d + 3 * d) + (d * d + d);
+                let mlp = (d * s.d_ff + s.d_ff) + (s.d_ff * d + d);
+                let positions = (c.context + c.position_offset + c.type_vocab_size) * d;
+                (attention, mlp, 2 * d, positions)
+            }
         };
         let block = 2 * norm + attention + mlp;
         let untied_head = if s.tie_embeddings {
@@ -341,7 +467,13 @@ impl ModelConfig {
         } else {
             d * s.vocab_size
         };
-        s.vocab_size * d + positions + s.n_layer * block + norm + untied_head
+        // The final norm of decoders; an encoder's norm sits after its embeddings, and
+        // its masked-LM head adds a dense layer, a norm and an output bias.
+        let extra = match self {
+            Self::Bert(_) => d * d + d + norm + s.vocab_size,
+            _ => 0,
+        };
+        s.vocab_size * d + positions + s.n_layer * block + norm + untied_head + extra
     }
 }
 
@@ -377,6 +509,7 @@ mod tests {
         .unwrap_err();
         assert!(error.to_string().contains("heads"), "{error}");
         assert!(serde_json::from_str::<ModelConfig>(r#"{"family":"bert"}"#).is_err());
+        assert!(serde_json::from_str::<ModelConfig>(r#"{"family":"t9","vocab_size":1}"#).is_err());
     }
 
     #[test]
@@ -413,6 +546,23 @@ mod tests {
             ModelConfig::Gpt(untied).param_count() - ModelConfig::Gpt(tied.clone()).param_count(),
             tied.vocab_size * tied.d_model
         );
+    }
+
+    #[test]
+    fn bert_base_has_the_parameters_of_bert_for_masked_lm() {
+        let bert = ModelConfig::Bert(BertConfig {
+            vocab_size: 30_522,
+            n_layer: 12,
+            n_head: 12,
+            d_model: 768,
+            d_ff: 3072,
+            context: 512,
+            ..BertConfig::default()
+        });
+        bert.validate().unwrap();
+        // transformers' BertForMaskedLM (bert-base-uncased, no pooler): 109,514,298.
+        assert_eq!(bert.param_count(), 109_514_298);
+        assert!(!bert.causal());
     }
 
     #[test]

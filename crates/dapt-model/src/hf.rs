@@ -18,13 +18,31 @@
 //! GPT-2's Conv1D weights are already `[in, out]`; Llama's `nn.Linear` weights are
 //! `[out, in]`, so they are transposed, and the q|k|v and gate|up parts are stacked along
 //! `out` before that. No permutation is needed: dapt's rotary layout is transformers'.
+//!
+//! The encoder, as `modeling_bert.py` (`BertForMaskedLM`) and `modeling_roberta.py`
+//! (`RobertaForMaskedLM`) name it, `P` being `bert` or `roberta` (`nn.Linear`, transposed):
+//!
+//! | dapt parameter                      | BERT / RoBERTa                                               |
+//! |-------------------------------------|--------------------------------------------------------------|
+//! | `token_embedding`, `position_embedding`, `token_type_embedding` | `P.embeddings.{word,position,token_type}_embeddings` |
+//! | `embedding_norm`                    | `P.embeddings.LayerNorm`                                     |
+//! | `blocks.i.attention.qkv` (+ bias)   | `P.encoder.layer.i.attention.self.{query,key,value}`, stacked |
+//! | `blocks.i.attention.output`         | `…attention.output.dense`                                    |
+//! | `blocks.i.attention_norm`           | `…attention.output.LayerNorm` (post-norm: after attention)   |
+//! | `blocks.i.mlp.expand` / `contract`  | `…intermediate.dense` / `…output.dense`                      |
+//! | `blocks.i.mlp_norm`                 | `…output.LayerNorm`                                          |
+//! | `head_transform.dense` / `.norm`    | `cls.predictions.transform.{dense,LayerNorm}` / `lm_head.{dense,layer_norm}` |
+//! | `head_bias`                         | `cls.predictions.bias` / `lm_head.bias`                      |
+//! | `lm_head.weight` (untied only)      | `cls.predictions.decoder.weight` / `lm_head.decoder.weight`  |
 
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 
-use crate::config::{Activation, GptConfig, LlamaConfig, ModelConfig, RopeScaling};
+use crate::config::{
+    Activation, BertConfig, EncoderFlavour, GptConfig, LlamaConfig, ModelConfig, RopeScaling,
+};
 
 /// One dapt parameter and the Hugging Face tensors it is made of.
 #[derive(Debug, Clone, PartialEq)]
@@ -146,8 +164,93 @@ pub(crate) fn slots(config: &ModelConfig) -> Vec<Slot> {
                 ));
             }
         }
+        ModelConfig::Bert(c) => bert_slots(c, &mut slots),
     }
     slots
+}
+
+fn bert_slots(c: &BertConfig, slots: &mut Vec<Slot>) {
+    let (prefix, head) = match c.flavour {
+        EncoderFlavour::Bert => (
+            "bert",
+            ["cls.predictions", "transform.dense", "transform.LayerNorm"],
+        ),
+        EncoderFlavour::Roberta => ("roberta", ["lm_head", "dense", "layer_norm"]),
+    };
+    let [head, dense, norm] = head;
+    let norm_slots = |slots: &mut Vec<Slot>, ours: &str, theirs: &str| {
+        slots.push(Slot::same(
+            format!("{ours}.gamma"),
+            format!("{theirs}.weight"),
+        ));
+        slots.push(Slot::same(format!("{ours}.beta"), format!("{theirs}.bias")));
+    };
+    let linear_slots = |slots: &mut Vec<Slot>, ours: &str, theirs: &[String], rows: usize| {
+        let parts = |suffix: &str| {
+            theirs
+                .iter()
+                .map(|t| (format!("{t}.{suffix}"), rows))
+                .collect()
+        };
+        slots.push(Slot::transposed(format!("{ours}.weight"), parts("weight")));
+        slots.push(Slot {
+            ours: format!("{ours}.bias"),
+            parts: parts("bias"),
+            transpose: false,
+        });
+    };
+    let embeddings = format!("{prefix}.embeddings");
+    for (ours, theirs) in [
+        ("token_embedding", "word_embeddings"),
+        ("position_embedding", "position_embeddings"),
+        ("token_type_embedding", "token_type_embeddings"),
+    ] {
+        slots.push(Slot::same(
+            format!("{ours}.weight"),
+            format!("{embeddings}.{theirs}.weight"),
+        ));
+    }
+    norm_slots(slots, "embedding_norm", &format!("{embeddings}.LayerNorm"));
+    let d = c.d_model;
+    for i in 0..c.n_layer {
+        let ours = |name: &str| format!("blocks.{i}.{name}");
+        let hf = |name: &str| format!("{prefix}.encoder.layer.{i}.{name}");
+        let qkv = ["query", "key", "value"].map(|p| hf(&format!("attention.self.{p}")));
+        linear_slots(slots, &ours("attention.qkv"), &qkv, d);
+        linear_slots(
+            slots,
+            &ours("attention.output"),
+            &[hf("attention.output.dense")],
+            d,
+        );
+        norm_slots(
+            slots,
+            &ours("attention_norm"),
+            &hf("attention.output.LayerNorm"),
+        );
+        linear_slots(
+            slots,
+            &ours("mlp.expand"),
+            &[hf("intermediate.dense")],
+            c.d_ff,
+        );
+        linear_slots(slots, &ours("mlp.contract"), &[hf("output.dense")], d);
+        norm_slots(slots, &ours("mlp_norm"), &hf("output.LayerNorm"));
+    }
+    linear_slots(
+        slots,
+        "head_transform.dense",
+        &[format!("{head}.{dense}")],
+        d,
+    );
+    norm_slots(slots, "head_transform.norm", &format!("{head}.{norm}"));
+    slots.push(Slot::same("head_bias", format!("{head}.bias")));
+    if !c.tie_embeddings {
+        slots.push(Slot::transposed(
+            "lm_head.weight",
+            vec![(format!("{head}.decoder.weight"), c.vocab_size)],
+        ));
+    }
 }
 
 /// A row-major f32 tensor.
@@ -182,7 +285,7 @@ pub(crate) fn gather(slot: &Slot, get: &mut dyn FnMut(&str) -> Result<Dense>) ->
         let part = get(name)?;
         if *rows > 0 {
             ensure!(
-                part.shape.len() == 2 && part.shape[0] == *rows,
+                !part.shape.is_empty() && part.shape[0] == *rows,
                 "tensor {name} has shape {:?}, expected {rows} rows",
                 part.shape
             );
@@ -220,20 +323,17 @@ pub(crate) fn scatter(slot: &Slot, value: &Dense) -> Vec<(String, Dense)> {
     if slot.parts.len() == 1 {
         return vec![(slot.parts[0].0.clone(), stacked)];
     }
-    let cols = stacked.shape[1];
+    // Elements per row: a matrix's columns, 1 for stacked biases.
+    let cols: usize = stacked.shape[1..].iter().product();
     let mut start = 0;
     slot.parts
         .iter()
         .map(|(name, rows)| {
             let values = stacked.values[start * cols..(start + rows) * cols].to_vec();
             start += rows;
-            (
-                name.clone(),
-                Dense {
-                    shape: vec![*rows, cols],
-                    values,
-                },
-            )
+            let mut shape = stacked.shape.clone();
+            shape[0] = *rows;
+            (name.clone(), Dense { shape, values })
         })
         .collect()
 }
@@ -294,6 +394,36 @@ pub fn to_hf_config(config: &ModelConfig) -> Value {
                 value["dapt_residual_dropout"] = json!(c.dropout);
             }
             value
+        }
+        ModelConfig::Bert(c) => {
+            let (architecture, model_type, pad) = match c.flavour {
+                EncoderFlavour::Bert => ("BertForMaskedLM", "bert", 0),
+                EncoderFlavour::Roberta => ("RobertaForMaskedLM", "roberta", 1),
+            };
+            json!({
+                "architectures": [architecture],
+                "model_type": model_type,
+                "vocab_size": c.vocab_size,
+                "hidden_size": c.d_model,
+                "num_hidden_layers": c.n_layer,
+                "num_attention_heads": c.n_head,
+                "intermediate_size": c.d_ff,
+                "hidden_act": match c.activation {
+                    Activation::GeluTanh => "gelu_new",
+                    _ => "gelu",
+                },
+                "hidden_dropout_prob": c.dropout,
+                "attention_probs_dropout_prob": 0.0,
+                "max_position_embeddings": c.context + c.position_offset,
+                "type_vocab_size": c.type_vocab_size,
+                "layer_norm_eps": c.layer_norm_epsilon,
+                "initializer_range": 0.02,
+                "pad_token_id": pad,
+                "position_embedding_type": "absolute",
+                "is_decoder": false,
+                "tie_word_embeddings": c.tie_embeddings,
+                "torch_dtype": "float32",
+            })
         }
     }
 }
@@ -422,9 +552,60 @@ pub fn from_hf_config(value: &Value, path: &str) -> Result<ModelConfig> {
                 dropout: float_key("dapt_residual_dropout", Some(0.0))?,
             }))
         }
+        Some(kind @ ("bert" | "roberta")) => {
+            let flavour = if kind == "bert" {
+                EncoderFlavour::Bert
+            } else {
+                EncoderFlavour::Roberta
+            };
+            let activation = match object.get("hidden_act").and_then(Value::as_str) {
+                None | Some("gelu") => Activation::Gelu,
+                Some("gelu_new" | "gelu_pytorch_tanh") => Activation::GeluTanh,
+                Some(other) => bail!("{path}: hidden_act {other:?} is not supported (gelu)"),
+            };
+            if let Some(kind) = object
+                .get("position_embedding_type")
+                .and_then(Value::as_str)
+            {
+                ensure!(
+                    kind == "absolute",
+                    "{path}: position_embedding_type {kind:?} is not supported (absolute)"
+                );
+            }
+            ensure!(
+                !bool_key("is_decoder", false) && !bool_key("add_cross_attention", false),
+                "{path}: an encoder used as a decoder is not supported"
+            );
+            // RoBERTa numbers positions from its padding id plus one.
+            let position_offset = match flavour {
+                EncoderFlavour::Bert => 0,
+                EncoderFlavour::Roberta => usize_key("pad_token_id")? + 1,
+            };
+            let positions = usize_key("max_position_embeddings")?;
+            ensure!(
+                positions > position_offset,
+                "{path}: max_position_embeddings {positions} leaves no position past the offset {position_offset}"
+            );
+            Ok(ModelConfig::Bert(BertConfig {
+                vocab_size: usize_key("vocab_size")?,
+                n_layer: usize_key("num_hidden_layers")?,
+                n_head: usize_key("num_attention_heads")?,
+                d_model: usize_key("hidden_size")?,
+                d_ff: usize_key("intermediate_size")?,
+                context: positions - position_offset,
+                position_offset,
+                type_vocab_size: usize_key("type_vocab_size").unwrap_or(2),
+                layer_norm_epsilon: float_key("layer_norm_eps", Some(1e-12))?,
+                activation,
+                tie_embeddings: bool_key("tie_word_embeddings", true),
+                dropout: float_key("hidden_dropout_prob", Some(0.0))?,
+                flavour,
+            }))
+        }
         other => bail!(
             "{path}: model_type {other:?} (architectures {architectures:?}) is not supported; \
-             dapt reads gpt2 (GPT2LMHeadModel) and llama (LlamaForCausalLM)"
+             dapt reads gpt2 (GPT2LMHeadModel), llama (LlamaForCausalLM), bert \
+             (BertForMaskedLM) and roberta (RobertaForMaskedLM)"
         ),
     }
 }
@@ -492,6 +673,28 @@ mod tests {
                 tie_embeddings: true,
                 dropout: 0.0,
             }),
+            ModelConfig::Bert(BertConfig {
+                vocab_size: 100,
+                n_layer: 2,
+                n_head: 2,
+                d_model: 8,
+                d_ff: 16,
+                context: 30,
+                position_offset: 2,
+                dropout: 0.1,
+                flavour: EncoderFlavour::Roberta,
+                ..BertConfig::default()
+            }),
+            ModelConfig::Bert(BertConfig {
+                vocab_size: 100,
+                n_layer: 1,
+                n_head: 2,
+                d_model: 8,
+                d_ff: 16,
+                context: 30,
+                tie_embeddings: false,
+                ..BertConfig::default()
+            }),
         ];
         for config in configs {
             let value = to_hf_config(&config);
@@ -520,12 +723,12 @@ mod tests {
             panic!("not llama")
         };
         assert!(matches!(c.rope_scaling, Some(RopeScaling::Llama3 { .. })));
-        let bad = json!({"model_type": "bert"});
+        let bad = json!({"model_type": "gpt_neox"});
         let message = from_hf_config(&bad, "x/config.json")
             .unwrap_err()
             .to_string();
         assert!(
-            message.contains("x/config.json") && message.contains("bert"),
+            message.contains("x/config.json") && message.contains("gpt_neox"),
             "{message}"
         );
     }
@@ -556,6 +759,35 @@ mod tests {
         assert_eq!(ours.values[2], tensors["k"].values[0]);
         for (name, dense) in scatter(&slot, &ours) {
             assert_eq!(dense, tensors[name.as_str()]);
+        }
+        // Biases stack end to end.
+        let slot = Slot {
+            ours: "qkv.bias".into(),
+            parts: vec![("q".into(), 2), ("k".into(), 1)],
+            transpose: false,
+        };
+        let biases: BTreeMap<&str, Dense> = [
+            (
+                "q",
+                Dense {
+                    shape: vec![2],
+                    values: vec![1.0, 2.0],
+                },
+            ),
+            (
+                "k",
+                Dense {
+                    shape: vec![1],
+                    values: vec![3.0],
+                },
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let ours = gather(&slot, &mut |name| Ok(biases[name].clone())).unwrap();
+        assert_eq!(ours.values, vec![1.0, 2.0, 3.0]);
+        for (name, dense) in scatter(&slot, &ours) {
+            assert_eq!(dense, biases[name.as_str()]);
         }
     }
 }

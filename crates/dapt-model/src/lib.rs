@@ -54,7 +54,9 @@ mod throughput;
 mod train;
 mod vmath;
 
-pub use config::{Activation, GptConfig, LlamaConfig, ModelConfig, RopeScaling};
+pub use config::{
+    Activation, BertConfig, EncoderFlavour, GptConfig, LlamaConfig, ModelConfig, RopeScaling,
+};
 pub use device::device_from_name;
 pub use eval::{TokenNll, padded_token_nll_rows, pooled_features, token_nll, token_nll_rows};
 pub use export::{

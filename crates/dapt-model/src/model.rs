@@ -1,15 +1,16 @@
-//! The decoder both families share: token embeddings (plus learned positions for GPT),
-//! pre-norm blocks of causal self-attention and an MLP, a final norm, and an output head
-//! tied to the embedding unless configured otherwise.
+//! The transformer every family shares: token embeddings (plus learned positions for GPT
+//! and BERT), blocks of self-attention and an MLP, and an output head tied to the
+//! embedding unless configured otherwise.
 //!
 //! The families differ only in the layers' options, chosen from the config:
 //!
-//! | layer      | GPT (`GptConfig`)                 | Llama (`LlamaConfig`)                        |
-//! |------------|-----------------------------------|----------------------------------------------|
-//! | positions  | learned embedding                 | rotary, inside attention (`rope.rs`)         |
-//! | norm       | LayerNorm (gain, bias)            | RMSNorm (gain)                               |
-//! | attention  | q\|k\|v, `n_head` each, biases    | q\|k\|v with `n_kv_head` k/v heads (GQA), no bias |
-//! | MLP        | `4d`, GELU (erf or tanh), biases  | gate\|up `2·d_ff`, SwiGLU, no bias           |
+//! | layer      | GPT (`GptConfig`)                 | Llama (`LlamaConfig`)                        | BERT (`BertConfig`)                       |
+//! |------------|-----------------------------------|----------------------------------------------|-------------------------------------------|
+//! | positions  | learned embedding                 | rotary, inside attention (`rope.rs`)         | learned, plus segment 0, then a LayerNorm |
+//! | norm       | LayerNorm (gain, bias), pre-norm  | RMSNorm (gain), pre-norm                     | LayerNorm, post-norm, no final norm       |
+//! | attention  | causal q\|k\|v, biases            | causal, `n_kv_head` k/v heads (GQA), no bias | bidirectional q\|k\|v, biases             |
+//! | MLP        | `4d`, GELU (erf or tanh), biases  | gate\|up `2·d_ff`, SwiGLU, no bias           | `d_ff`, GELU, biases                      |
+//! | head       | tied (or own) embedding           | tied (or own) embedding                      | dense, GELU, LayerNorm, tied + bias (MLM) |
 //!
 //! Weights are stored `[d_in, d_out]` (burn's `Linear`); `hf.rs` converts to and from the
 //! Hugging Face names and layouts. Generation reuses the same layers with a key/value cache
@@ -21,8 +22,8 @@ use burn::nn::{Dropout, DropoutConfig, Embedding, Linear};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu_approximate, softmax};
 
-use crate::attention::causal_self_attention;
-use crate::config::{Activation, GptConfig, LlamaConfig, ModelConfig};
+use crate::attention::self_attention;
+use crate::config::{Activation, BertConfig, GptConfig, LlamaConfig, ModelConfig};
 use crate::gelu::gelu;
 use crate::linear::linear;
 use crate::norm::Norm;
@@ -33,20 +34,36 @@ use crate::swiglu::swiglu;
 /// GPT-2 initialisation scale for weights and embeddings.
 const INIT_STD: f64 = 0.02;
 
+/// A model of any family: a decoder (GPT, Llama) or an encoder (BERT); the name is the
+/// decoders', which came first.
 #[derive(Module, Debug)]
 pub struct Decoder {
     pub token_embedding: Embedding,
-    /// Learned positions (GPT); `None` when attention rotates positions in (Llama).
+    /// Learned positions (GPT, BERT); `None` when attention rotates positions in (Llama).
     pub position_embedding: Option<Embedding>,
+    /// The segment embedding (BERT); its row 0 is added to every position.
+    pub token_type_embedding: Option<Embedding>,
+    /// The norm of the summed embeddings (BERT).
+    pub embedding_norm: Option<Norm>,
     pub blocks: Vec<Block>,
-    pub final_norm: Norm,
+    /// After the last block (pre-norm decoders); post-norm encoders have none.
+    pub final_norm: Option<Norm>,
+    /// The masked-LM head's dense layer and norm before the output (BERT).
+    pub head_transform: Option<HeadTransform>,
     /// Present only when the head is not tied to `token_embedding`.
     pub lm_head: Option<Linear>,
+    /// The output's bias (BERT's masked-LM head).
+    pub head_bias: Option<Param<Tensor<1>>>,
     pub dropout: Dropout,
     #[module(skip)]
     pub context: usize,
+    /// Learned position `p` is row `p + position_offset` (RoBERTa: 2).
+    #[module(skip)]
+    pub position_offset: usize,
 }
 
+/// One transformer layer. Pre-norm (decoders): `x + f(norm(x))` per sublayer; post-norm
+/// (BERT): `norm(x + f(x))`, where each norm follows its sublayer.
 #[derive(Module, Debug)]
 pub struct Block {
     pub attention_norm: Norm,
@@ -54,6 +71,17 @@ pub struct Block {
     pub mlp_norm: Norm,
     pub mlp: Mlp,
     pub dropout: Dropout,
+    #[module(skip)]
+    pub post_norm: bool,
+}
+
+/// BERT's head transform: `norm(act(dense(h)))` before the tied output.
+#[derive(Module, Debug)]
+pub struct HeadTransform {
+    pub dense: Linear,
+    pub norm: Norm,
+    #[module(skip)]
+    pub activation: Activation,
 }
 
 /// Where the heads lie in the fused projection's `(n_head + 2·n_kv_head)·head_dim` columns:
@@ -89,6 +117,9 @@ pub struct SelfAttention {
     /// Rotary embeddings (Llama); `None` for models with learned positions.
     #[module(skip)]
     pub rope: Option<Rope>,
+    /// A position attends to those before it only (decoders), or to all (encoders).
+    #[module(skip)]
+    pub causal: bool,
 }
 
 #[derive(Module, Debug)]
@@ -150,6 +181,11 @@ impl ModelConfig {
                 activation,
                 layer_norm_epsilon,
                 ..
+            })
+            | Self::Bert(BertConfig {
+                activation,
+                layer_norm_epsilon,
+                ..
             }) => (false, *layer_norm_epsilon, true, *activation, None),
             Self::Llama(LlamaConfig {
                 head_dim,
@@ -180,8 +216,16 @@ impl ModelConfig {
         };
         let d = shape.d_model;
         let residual_std = INIT_STD / (2.0 * shape.n_layer as f64).sqrt();
+        let (encoder, position_offset, type_vocab_size) = match self {
+            Self::Bert(c) => (true, c.position_offset, c.type_vocab_size),
+            _ => (false, 0, 0),
+        };
         let token_embedding = init.embedding(shape.vocab_size, d);
-        let position_embedding = rope.is_none().then(|| init.embedding(shape.context, d));
+        let position_embedding = rope
+            .is_none()
+            .then(|| init.embedding(shape.context + position_offset, d));
+        let token_type_embedding = encoder.then(|| init.embedding(type_vocab_size, d));
+        let embedding_norm = encoder.then(|| init.norm(d, rms, epsilon));
         let blocks = (0..shape.n_layer)
             .map(|_| Block {
                 attention_norm: init.norm(d, rms, epsilon),
@@ -190,6 +234,7 @@ impl ModelConfig {
                     output: init.linear(heads.q_width(), d, residual_std, biases),
                     heads,
                     rope: rope.clone(),
+                    causal: !encoder,
                 },
                 mlp_norm: init.norm(d, rms, epsilon),
                 mlp: Mlp {
@@ -198,21 +243,33 @@ impl ModelConfig {
                     activation,
                 },
                 dropout: DropoutConfig::new(shape.dropout).init(),
+                post_norm: encoder,
             })
             .collect();
-        let final_norm = init.norm(d, rms, epsilon);
+        let final_norm = (!encoder).then(|| init.norm(d, rms, epsilon));
+        let head_transform = encoder.then(|| HeadTransform {
+            dense: init.linear(d, d, INIT_STD, true),
+            norm: init.norm(d, rms, epsilon),
+            activation,
+        });
         let lm_head = (!shape.tie_embeddings).then(|| Linear {
             weight: init.normal([d, shape.vocab_size], INIT_STD),
             bias: None,
         });
+        let head_bias = encoder.then(|| init.constant(shape.vocab_size, 0.0));
         Ok(Decoder {
             token_embedding,
             position_embedding,
+            token_type_embedding,
+            embedding_norm,
             blocks,
             final_norm,
+            head_transform,
             lm_head,
+            head_bias,
             dropout: DropoutConfig::new(shape.dropout).init(),
             context: shape.context,
+            position_offset,
         })
     }
 }
@@ -250,7 +307,13 @@ impl Decoder {
         self.token_embedding.weight.dims()[1]
     }
 
-    /// Final-norm hidden states `[B, T, d_model]` for token ids `[B, T]`.
+    /// Whether positions see only those before them (decoders) or all (encoders).
+    pub fn is_causal(&self) -> bool {
+        self.blocks.first().is_none_or(|b| b.attention.causal)
+    }
+
+    /// The last layer's hidden states `[B, T, d_model]` for token ids `[B, T]` (after the
+    /// final norm, where the family has one).
     pub fn hidden_states(&self, ids: Tensor<2, Int>) -> Tensor<3> {
         let [_, seq_len] = ids.dims();
         assert!(
@@ -262,27 +325,39 @@ impl Decoder {
         for block in &self.blocks {
             x = block.forward(x);
         }
-        self.final_norm.forward(x)
+        self.final_norm(x)
     }
 
-    /// Token embeddings, plus learned positions `start..` where the model has them.
-    fn embed(&self, ids: Tensor<2, Int>, start: usize) -> Tensor<3> {
-        let [_, seq_len] = ids.dims();
-        let tokens = self.token_embedding.forward(ids);
-        match &self.position_embedding {
-            Some(positions) => {
-                tokens
-                    + positions
-                        .weight
-                        .val()
-                        .narrow(0, start, seq_len)
-                        .unsqueeze::<3>()
-            }
-            None => tokens,
+    fn final_norm(&self, x: Tensor<3>) -> Tensor<3> {
+        match &self.final_norm {
+            Some(norm) => norm.forward(x),
+            None => x,
         }
     }
 
-    /// Next-token logits `[B, T, vocab]` for token ids `[B, T]`.
+    /// Token embeddings, plus learned positions `start..` and segment 0 where the model
+    /// has them, normed where it norms them.
+    fn embed(&self, ids: Tensor<2, Int>, start: usize) -> Tensor<3> {
+        let [_, seq_len] = ids.dims();
+        let mut x = self.token_embedding.forward(ids);
+        if let Some(positions) = &self.position_embedding {
+            let rows = positions
+                .weight
+                .val()
+                .narrow(0, start + self.position_offset, seq_len);
+            x = x + rows.unsqueeze::<3>();
+        }
+        if let Some(types) = &self.token_type_embedding {
+            x = x + types.weight.val().narrow(0, 0, 1).unsqueeze::<3>();
+        }
+        match &self.embedding_norm {
+            Some(norm) => norm.forward(x),
+            None => x,
+        }
+    }
+
+    /// Logits `[B, T, vocab]` for token ids `[B, T]`: of the next token (decoders), of
+    /// the token at each position (encoders' masked-LM head).
     pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<3> {
         self.logits(self.hidden_states(ids))
     }
@@ -290,10 +365,14 @@ impl Decoder {
     /// The output head over hidden states `[B, T, d]`.
     fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         let [batch, seq_len, d_model] = hidden.dims();
-        let flat = hidden.reshape([batch * seq_len, d_model]);
+        let mut flat = hidden.reshape([batch * seq_len, d_model]);
+        if let Some(transform) = &self.head_transform {
+            flat = transform.forward(flat);
+        }
+        let bias = self.head_bias.as_ref().map(|bias| bias.val());
         let logits = match &self.lm_head {
-            Some(head) => linear(flat, head.weight.val(), None),
-            None => linear(flat, self.token_embedding.weight.val().transpose(), None),
+            Some(head) => linear(flat, head.weight.val(), bias),
+            None => linear(flat, self.token_embedding.weight.val().transpose(), bias),
         };
         logits.reshape([batch, seq_len, self.vocab_size()])
     }
@@ -303,6 +382,10 @@ impl Decoder {
     pub fn forward_cached(&self, ids: Tensor<2, Int>, cache: &mut KvCache) -> Result<Tensor<3>> {
         let [_, seq_len] = ids.dims();
         let start = cache.len;
+        ensure!(
+            self.is_causal(),
+            "generation needs a decoder; an encoder's positions see the ones after them"
+        );
         ensure!(
             start + seq_len <= self.context(),
             "{} positions exceed the model context of {}",
@@ -321,12 +404,13 @@ impl Decoder {
             x = y;
         }
         cache.len = start + seq_len;
-        Ok(self.logits(self.final_norm.forward(x)))
+        Ok(self.logits(self.final_norm(x)))
     }
 
     /// Mean of the hidden states over the first `lengths[b]` positions of each row `[B, d_model]`
-    /// (features for linear probes). Positions past a row's length are padding: the model is
-    /// causal, so they never influence the counted positions.
+    /// (features for linear probes). Positions past a row's length are padding: a causal
+    /// model never lets them influence the counted positions; an encoder's rows run one by
+    /// one at their own lengths, so it never sees them either.
     pub fn mean_pooled(&self, ids: Tensor<2, Int>, lengths: &[usize]) -> Result<Tensor<2>> {
         let [batch, seq_len] = ids.dims();
         ensure!(
@@ -339,6 +423,15 @@ impl Decoder {
             "mean_pooled: every length must be in 1..={seq_len}, got {lengths:?}"
         );
         let device = ids.device();
+        if !self.is_causal() {
+            let rows = (0..batch)
+                .map(|b| {
+                    let row = ids.clone().slice([b..b + 1, 0..lengths[b]]);
+                    self.hidden_states(row).mean_dim(1).squeeze_dim::<2>(1)
+                })
+                .collect();
+            return Ok(Tensor::cat(rows, 0));
+        }
         let weights: Vec<f32> = lengths
             .iter()
             .flat_map(|&len| {
@@ -355,6 +448,14 @@ impl Decoder {
 
 impl Block {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        if self.post_norm {
+            let x = self
+                .attention_norm
+                .forward(x.clone() + self.dropout.forward(self.attention.forward(x)));
+            return self
+                .mlp_norm
+                .forward(x.clone() + self.dropout.forward(self.mlp.forward(x)));
+        }
         let x = x.clone()
             + self
                 .dropout
@@ -388,7 +489,7 @@ impl SelfAttention {
         if let Some(rope) = &self.rope {
             qkv = rope.rotate_qkv(qkv, self.heads, 0);
         }
-        let context = causal_self_attention(qkv, self.heads);
+        let context = self_attention(qkv, self.heads, self.causal);
         apply(&self.output, context)
     }
 
@@ -452,13 +553,26 @@ impl SelfAttention {
 
 impl Mlp {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let expanded = apply(&self.expand, x);
-        let activated = match self.activation {
-            Activation::Gelu => gelu(expanded),
-            Activation::GeluTanh => gelu_approximate(expanded),
-            Activation::SwiGlu => swiglu(expanded),
-        };
+        let activated = activate(self.activation, apply(&self.expand, x));
         apply(&self.contract, activated)
+    }
+}
+
+impl HeadTransform {
+    /// `[N, d] -> [N, d]`.
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let bias = self.dense.bias.as_ref().map(|bias| bias.val());
+        let dense = linear(x, self.dense.weight.val(), bias);
+        let activated = activate(self.activation, dense.unsqueeze::<3>());
+        self.norm.forward(activated).squeeze_dim::<2>(0)
+    }
+}
+
+fn activate(activation: Activation, x: Tensor<3>) -> Tensor<3> {
+    match activation {
+        Activation::Gelu => gelu(x),
+        Activation::GeluTanh => gelu_approximate(x),
+        Activation::SwiGlu => swiglu(x),
     }
 }
 
@@ -514,14 +628,32 @@ mod tests {
         })
     }
 
+    fn tiny_bert(tie_embeddings: bool) -> ModelConfig {
+        ModelConfig::Bert(BertConfig {
+            vocab_size: 50,
+            n_layer: 2,
+            n_head: 2,
+            d_model: 16,
+            d_ff: 24,
+            context: 8,
+            position_offset: 2,
+            tie_embeddings,
+            ..BertConfig::default()
+        })
+    }
+
     fn both(tie: bool) -> [ModelConfig; 2] {
         [tiny(tie), tiny_llama(tie)]
+    }
+
+    fn every_family(tie: bool) -> [ModelConfig; 3] {
+        [tiny(tie), tiny_llama(tie), tiny_bert(tie)]
     }
 
     #[test]
     fn param_count_matches_the_built_model() {
         for tie in [true, false] {
-            for config in both(tie) {
+            for config in every_family(tie) {
                 let model = config.init(0, &Device::flex()).unwrap();
                 assert_eq!(model.num_params(), config.param_count(), "{config:?}");
             }
@@ -542,6 +674,21 @@ mod tests {
             let prefix_b = model.forward(b).narrow(1, 0, 2).into_data();
             prefix_a.assert_approx_eq::<f32>(&prefix_b, burn::tensor::Tolerance::absolute(1e-6));
         }
+    }
+
+    #[test]
+    fn an_encoders_positions_see_the_tokens_after_them() {
+        let device = Device::flex();
+        let model = tiny_bert(true).init(1, &device).unwrap();
+        let a = model.forward(ids_tensor(&[1, 2, 3], 1, 3, &device));
+        let b = model.forward(ids_tensor(&[1, 2, 9], 1, 3, &device));
+        assert_eq!(a.dims(), [1, 3, 50]);
+        let a = a.narrow(1, 0, 1).into_data().try_to_vec::<f32>().unwrap();
+        let b = b.narrow(1, 0, 1).into_data().try_to_vec::<f32>().unwrap();
+        assert!(a.iter().zip(&b).all(|(x, y)| x != y));
+        let mut cache = KvCache::default();
+        let refused = model.forward_cached(ids_tensor(&[1], 1, 1, &device), &mut cache);
+        assert!(refused.unwrap_err().to_string().contains("decoder"));
     }
 
     #[test]
@@ -575,7 +722,7 @@ mod tests {
     fn same_seed_gives_same_weights() {
         let device = Device::flex();
         let ids = ids_tensor(&[3, 1, 4, 1], 1, 4, &device);
-        for config in both(false) {
+        for config in every_family(false) {
             let a = config.init(5, &device).unwrap().forward(ids.clone());
             let b = config.init(5, &device).unwrap().forward(ids.clone());
             assert_eq!(a.into_data(), b.into_data());
@@ -585,7 +732,7 @@ mod tests {
     #[test]
     fn mean_pooled_ignores_padding() {
         let device = Device::flex();
-        for config in both(true) {
+        for config in every_family(true) {
             let model = config.init(2, &device).unwrap();
             let padded = model
                 .mean_pooled(ids_tensor(&[7, 8, 0, 0], 1, 4, &device), &[2])

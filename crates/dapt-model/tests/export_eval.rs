@@ -22,14 +22,45 @@ fn exported_safetensors_reload_to_identical_logits() {
         tie_embeddings: false,
         ..llama
     });
+    let encoder = |flavour, tie_embeddings| {
+        dapt_model::ModelConfig::Bert(dapt_model::BertConfig {
+            vocab_size: 48,
+            n_layer: 2,
+            n_head: 2,
+            d_model: 32,
+            d_ff: 40,
+            context: 16,
+            position_offset: if flavour == dapt_model::EncoderFlavour::Roberta {
+                2
+            } else {
+                0
+            },
+            tie_embeddings,
+            flavour,
+            ..dapt_model::BertConfig::default()
+        })
+    };
     let device = Device::flex();
-    for (config, model_type, width_key) in [
+    for (i, (config, model_type, width_key)) in [
         (untied_gpt, "gpt2", "n_embd"),
         (tiny_llama(48), "llama", "hidden_size"),
         (untied_llama, "llama", "hidden_size"),
-    ] {
+        (
+            encoder(dapt_model::EncoderFlavour::Bert, true),
+            "bert",
+            "hidden_size",
+        ),
+        (
+            encoder(dapt_model::EncoderFlavour::Roberta, false),
+            "roberta",
+            "hidden_size",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let model = config.init(21, &device).unwrap();
-        let dir = scratch_dir(&format!("export-roundtrip-{model_type}"));
+        let dir = scratch_dir(&format!("export-roundtrip-{model_type}-{i}"));
         export_model(&model, &config, &dir).unwrap();
 
         let json: serde_json::Value =

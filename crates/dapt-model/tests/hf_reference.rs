@@ -2,8 +2,9 @@
 //!
 //! The fixtures under `tests/fixtures/hf/` are made by `scripts/make_hf_fixtures.py`
 //! (GPT-2 with tanh and erf GELU, tied and untied; Llama with grouped-query attention,
-//! tied and untied, rope scaling): each folder is what `save_pretrained` wrote, plus
-//! `reference.safetensors` with the `input_ids` it was run on and the `logits` it gave.
+//! tied and untied, rope scaling; BERT and RoBERTa masked LMs): each folder is what
+//! `save_pretrained` wrote, plus `reference.safetensors` with the `input_ids` it was run
+//! on and the `logits` it gave (and, for encoders, the last layer's `hidden_states`).
 //! `just test-hf` checks the other direction (dapt's exports load in transformers).
 
 use std::path::{Path, PathBuf};
@@ -13,7 +14,18 @@ use dapt_model::{ids_tensor, load_exported};
 use safetensors::SafeTensors;
 use safetensors::tensor::Dtype;
 
+/// Fixtures of the families dapt imports (T5's, `t5_*`, are made by the same script for
+/// the encoder-decoder family, which dapt does not read yet).
 fn fixtures() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = all_fixtures()
+        .into_iter()
+        .filter(|p| !is_t5(p))
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+fn all_fixtures() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf");
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap_or_else(|e| panic!("reading {}: {e}", root.display()))
@@ -22,6 +34,26 @@ fn fixtures() -> Vec<PathBuf> {
         .collect();
     dirs.sort();
     dirs
+}
+
+fn is_t5(dir: &Path) -> bool {
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    config["model_type"] == "t5"
+}
+
+#[test]
+fn a_model_type_dapt_does_not_read_is_refused_by_name() {
+    let t5: Vec<PathBuf> = all_fixtures().into_iter().filter(|p| is_t5(p)).collect();
+    assert!(!t5.is_empty(), "the T5 fixtures are missing");
+    for dir in t5 {
+        let error = load_exported(&dir, &Device::flex()).unwrap_err();
+        let message = format!("{error:#}");
+        assert!(
+            message.contains("config.json") && message.contains("\"t5\""),
+            "{message}"
+        );
+    }
 }
 
 /// `input_ids` (as u32, with their [B, T] shape) and the flat `logits`.
@@ -43,14 +75,28 @@ fn reference(dir: &Path) -> (Vec<u32>, [usize; 2], Vec<f32>, Vec<usize>) {
             .collect(),
         other => panic!("input_ids of {} are {other:?}", dir.display()),
     };
-    let logits = tensors.tensor("logits").unwrap();
-    assert_eq!(logits.dtype(), Dtype::F32);
-    let values = logits
+    let (values, logits_shape) = floats(&tensors, "logits").unwrap();
+    (ids, shape, values, logits_shape)
+}
+
+/// A float32 tensor of a reference file, flat, and its shape; `None` if absent.
+fn floats(tensors: &SafeTensors, name: &str) -> Option<(Vec<f32>, Vec<usize>)> {
+    let tensor = tensors.tensor(name).ok()?;
+    assert_eq!(tensor.dtype(), Dtype::F32, "{name}");
+    let values = tensor
         .data()
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
         .collect();
-    (ids, shape, values, logits.shape().to_vec())
+    Some((values, tensor.shape().to_vec()))
+}
+
+fn max_abs_diff(got: &[f32], expected: &[f32]) -> f32 {
+    assert_eq!(got.len(), expected.len());
+    got.iter()
+        .zip(expected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max)
 }
 
 #[test]
@@ -60,10 +106,10 @@ fn imported_transformers_models_give_transformers_logits() {
         .iter()
         .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    for family in ["gpt2", "llama"] {
+    for (family, count) in [("gpt2", 2), ("llama", 2), ("bert", 1), ("roberta", 1)] {
         assert!(
-            names.iter().filter(|n| n.starts_with(family)).count() >= 2,
-            "expected tied and untied {family} fixtures, found {names:?}"
+            names.iter().filter(|n| n.starts_with(family)).count() >= count,
+            "expected {count} {family} fixtures, found {names:?}"
         );
     }
     let device = Device::flex();
@@ -71,14 +117,22 @@ fn imported_transformers_models_give_transformers_logits() {
         let (model, config) = load_exported(dir, &device)
             .unwrap_or_else(|e| panic!("importing {}: {e:#}", dir.display()));
         let (ids, [rows, cols], expected, shape) = reference(dir);
-        let logits = model.forward(ids_tensor(&ids, rows, cols, &device));
+        let ids = ids_tensor(&ids, rows, cols, &device);
+        let logits = model.forward(ids.clone());
         assert_eq!(logits.dims().to_vec(), shape, "{}", dir.display());
         let got = logits.into_data().try_into_vec::<f32>().unwrap();
-        let max_diff = got
-            .iter()
-            .zip(&expected)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let max_diff = max_abs_diff(&got, &expected);
+        // An encoder's last hidden states feed the sentiment probe: compared too.
+        let bytes = std::fs::read(dir.join("reference.safetensors")).unwrap();
+        let tensors = SafeTensors::deserialize(&bytes).unwrap();
+        if let Some((expected, shape)) = floats(&tensors, "hidden_states") {
+            let hidden = model.hidden_states(ids);
+            assert_eq!(hidden.dims().to_vec(), shape, "{}", dir.display());
+            let got = hidden.into_data().try_into_vec::<f32>().unwrap();
+            let diff = max_abs_diff(&got, &expected);
+            assert!(diff <= 1e-4, "{}: max |Δhidden| = {diff}", dir.display());
+            eprintln!("{}: max |Δhidden| = {diff:.2e}", dir.display());
+        }
         // The logits are O(1)-O(10): the tolerance is tight enough that a wrong layout,
         // norm, activation or rotary convention fails by orders of magnitude.
         assert!(

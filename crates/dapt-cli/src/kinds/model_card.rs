@@ -76,9 +76,13 @@ pub fn render(card: &Card) -> String {
     let _ = writeln!(w, "{}\n", card.summary);
 
     let _ = writeln!(w, "## Model\n");
-    let class = match card.model {
+    let class = match &card.model {
         ModelConfig::Gpt(_) => "GPT2LMHeadModel",
         ModelConfig::Llama(_) => "LlamaForCausalLM",
+        ModelConfig::Bert(c) => match c.flavour {
+            dapt_model::EncoderFlavour::Bert => "BertForMaskedLM",
+            dapt_model::EncoderFlavour::Roberta => "RobertaForMaskedLM",
+        },
     };
     let _ = writeln!(
         w,

@@ -132,8 +132,15 @@ unsafe fn accumulate_product_into(
     }
 }
 
+/// Keys `0..visible(row)` that query `row` attends to: itself and those before it when
+/// `causal`, all `t` otherwise (encoders).
+#[inline(always)]
+fn visible(causal: bool, row: usize, t: usize) -> usize {
+    if causal { row + 1 } else { t }
+}
+
 /// `[B, T, n_head·head_dim]` context and the `[B·H, T, T]` attention probabilities.
-pub(super) fn forward(qkv: &FlexTensor, heads: Heads) -> (FlexTensor, Vec<f32>) {
+pub(super) fn forward(qkv: &FlexTensor, heads: Heads, causal: bool) -> (FlexTensor, Vec<f32>) {
     let qkv = compact(qkv.clone());
     let (geometry, batch) = Geometry::of(&qkv, heads);
     let (t, context_width, scale) = (geometry.seq_len, geometry.context_width(), geometry.scale());
@@ -154,7 +161,9 @@ pub(super) fn forward(qkv: &FlexTensor, heads: Heads) -> (FlexTensor, Vec<f32>) 
                     #[inline(always)]
                     || {
                         let rows = probs.chunks_exact_mut(t).enumerate();
-                        rows.for_each(|(row, scores)| causal_softmax(scores, row));
+                        rows.for_each(|(row, scores)| {
+                            masked_softmax(scores, visible(causal, row, t))
+                        });
                     },
                 );
                 let probs = View::rows(probs.as_ptr(), t, t, t);
@@ -173,6 +182,7 @@ pub(super) fn backward(
     qkv: &FlexTensor,
     probs: &[f32],
     heads: Heads,
+    causal: bool,
     d_context: FlexTensor,
 ) -> FlexTensor {
     let qkv = compact(qkv.clone());
@@ -219,7 +229,7 @@ pub(super) fn backward(
                             let rows = d_scores.chunks_exact_mut(t).zip(probs.chunks_exact(t));
                             let rows = rows.enumerate();
                             rows.for_each(|(row, (d_row, p_row))| {
-                                softmax_backward(d_row, p_row, row)
+                                softmax_backward(d_row, p_row, visible(causal, row, t))
                             });
                         },
                     );
@@ -239,10 +249,11 @@ pub(super) fn backward(
     f32_tensor(grad, [batch, t, width])
 }
 
-/// Softmax of row `row`'s scores over keys `0..=row`, zero beyond: the causal mask.
+/// Softmax of a row's scores over its first `visible` keys, zero beyond (the causal mask
+/// when `visible` is the row's position plus one).
 #[inline(always)]
-fn causal_softmax(scores: &mut [f32], row: usize) {
-    let (visible, masked) = scores.split_at_mut(row + 1);
+fn masked_softmax(scores: &mut [f32], visible: usize) {
+    let (visible, masked) = scores.split_at_mut(visible);
     let max = visible.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
     let mut sum = 0.0;
     for s in visible.iter_mut() {
@@ -254,10 +265,9 @@ fn causal_softmax(scores: &mut [f32], row: usize) {
     masked.fill(0.0);
 }
 
-/// `dP -> P ∘ (dP − Σ P ∘ dP)` over the visible keys of row `row`; masked ones get 0.
+/// `dP -> P ∘ (dP − Σ P ∘ dP)` over a row's first `visible` keys; masked ones get 0.
 #[inline(always)]
-fn softmax_backward(d_probs: &mut [f32], probs: &[f32], row: usize) {
-    let visible = row + 1;
+fn softmax_backward(d_probs: &mut [f32], probs: &[f32], visible: usize) {
     let dot: f32 = d_probs[..visible]
         .iter()
         .zip(&probs[..visible])
