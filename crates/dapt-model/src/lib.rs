@@ -17,6 +17,8 @@
 //! - [`mlm`]: BERT-style masked-LM masking (80/10/10, whole words), the data side of an
 //!   encoder objective.
 //! - [`span`]: T5 span corruption (noise masks, sentinel inputs and targets, example lengths).
+//! - [`Objective`]: what a run predicts (`clm`, `mlm`) and the batches, masks and loss
+//!   weights it makes of token rows; part of [`TrainConfig`].
 //!
 //! Determinism: on the CPU (flex) backend a run is a pure function of its configs and data; a
 //! killed run resumed from its newest checkpoint ends bit-identical to an uninterrupted one
@@ -41,6 +43,7 @@ mod loss;
 pub mod mlm;
 mod model;
 mod norm;
+mod objective;
 mod optim;
 mod params;
 mod rng;
@@ -69,6 +72,7 @@ pub use hf::{from_hf_config, to_hf_config};
 pub use loss::{mean_nll, per_token_nll, sum_nll};
 pub use model::{Block, Decoder, Heads, KvCache, Mlp, SelfAttention, ids_tensor};
 pub use norm::Norm;
+pub use objective::{Objective, ObjectiveBatch};
 pub use optim::{AdamWConfig, LrSchedule};
 pub use scaling::{CHINCHILLA_TOKENS_PER_PARAM, ComputeBudget, predicted_loss};
 pub use throughput::{RandomTokens, Throughput, measure_training};

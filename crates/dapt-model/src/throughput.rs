@@ -92,6 +92,7 @@ pub fn measure_training(
         eval_batches: 1,
         checkpoint_every: 0,
         keep_checkpoints: 1,
+        objective: crate::Objective::Clm,
     };
     let dir = std::env::temp_dir().join(format!(
         "dapt-throughput-{}-{:?}",

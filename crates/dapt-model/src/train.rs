@@ -9,7 +9,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use burn::module::Module;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::{self, CheckpointContents, RngState};
 use crate::config::ModelConfig;
 use crate::export::{WEIGHTS_FILE, load_exported, load_safetensors_weights, read_exported_config};
-use crate::loss::{mean_nll, sum_nll};
-use crate::model::{Decoder, ids_tensor};
+use crate::model::Decoder;
+use crate::objective::Objective;
 use crate::optim::{AdamWConfig, AdamWState, LrSchedule, clip_scale, global_grad_norm};
 use crate::params::{ParamTensors, take_gradients};
 use crate::rng::derive_seed;
@@ -74,6 +74,10 @@ pub struct TrainConfig {
     /// Checkpoints kept on disk (the newest ones).
     #[serde(default = "default_keep_checkpoints")]
     pub keep_checkpoints: usize,
+    /// What the model learns to predict: the next token (decoders) or masked tokens
+    /// (encoders).
+    #[serde(default)]
+    pub objective: Objective,
 }
 
 fn one() -> usize {
@@ -124,7 +128,7 @@ impl TrainConfig {
             self.grad_clip.is_none_or(|clip| clip > 0.0),
             "train config: grad_clip must be positive or null"
         );
-        Ok(())
+        self.objective.validate(model)
     }
 
     fn due(every: u64, step: u64, last: u64) -> bool {
@@ -424,34 +428,6 @@ fn restore_or_initialise(
     })
 }
 
-/// Draws one batch and splits it into inputs and targets `[B, T]`.
-fn next_batch_tensors(
-    source: &mut dyn BatchSource,
-    batch: usize,
-    seq_len: usize,
-    vocab_size: usize,
-    device: &Device,
-) -> Result<(Tensor<2, Int>, Tensor<2, Int>)> {
-    let ids = source.next_batch(batch, seq_len)?;
-    let expected = batch * (seq_len + 1);
-    ensure!(
-        ids.len() == expected,
-        "the batch source returned {} ids; a batch needs {batch} rows of seq_len + 1 = {} ids ({expected})",
-        ids.len(),
-        seq_len + 1
-    );
-    if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab_size) {
-        bail!(
-            "token id {bad} is outside the model vocabulary ({vocab_size}); the tokenizer and the model's vocab_size disagree"
-        );
-    }
-    let rows = ids_tensor(&ids, batch, seq_len + 1, device);
-    Ok((
-        rows.clone().narrow(1, 0, seq_len),
-        rows.narrow(1, 1, seq_len),
-    ))
-}
-
 /// Mean loss over the step's micro-batches and the summed gradients of their mean losses.
 fn accumulate_gradients(
     model: &Decoder,
@@ -472,15 +448,19 @@ fn accumulate_gradients(
         if dropout > 0.0 {
             device.seed(derive_seed(rng.seed, rng.streams_used));
         }
+        // Masks (mlm) come from the same counter, so a resumed run masks alike.
+        let mask_seed = Objective::training_seed(rng.seed, rng.streams_used);
         rng.streams_used += 1;
-        let (inputs, targets) = next_batch_tensors(
-            source,
+        let ids = source.next_batch(config.batch_size, config.seq_len)?;
+        let batch = config.objective.batch(
+            &ids,
             config.batch_size,
             config.seq_len,
             vocab_size,
+            mask_seed,
             device,
         )?;
-        let loss = mean_nll(model.forward(inputs), targets);
+        let loss = batch.mean_nll(model.forward(batch.inputs.clone()));
         total_loss += f64::from(loss.clone().into_scalar::<f32>());
         let mut grads = (loss / micro_batches as f64).backward();
         let micro = take_gradients(model, &mut grads);
@@ -501,7 +481,8 @@ fn accumulate_gradients(
     ))
 }
 
-/// Mean token NLL on each validation set, always over the same batches.
+/// Mean NLL per predicted token on each validation set, always over the same batches (and,
+/// for mlm, the same masks).
 fn validation_losses(
     model: &Decoder,
     sets: &mut [ValidationSet],
@@ -516,20 +497,30 @@ fn validation_losses(
         set.source
             .restore(start)
             .with_context(|| format!("rewinding validation set {}", set.name))?;
-        let mut nll = 0.0;
-        for _ in 0..config.eval_batches {
-            let (inputs, targets) = next_batch_tensors(
-                set.source.as_mut(),
-                config.batch_size,
-                config.seq_len,
-                vocab_size,
-                device,
-            )
-            .with_context(|| format!("validation set {}", set.name))?;
-            nll += f64::from(sum_nll(model.forward(inputs), targets).into_scalar::<f32>());
+        let (mut nll, mut tokens) = (0.0, 0usize);
+        for index in 0..config.eval_batches {
+            let batch = set
+                .source
+                .next_batch(config.batch_size, config.seq_len)
+                .and_then(|ids| {
+                    config.objective.batch(
+                        &ids,
+                        config.batch_size,
+                        config.seq_len,
+                        vocab_size,
+                        Objective::validation_seed(index as u64),
+                        device,
+                    )
+                })
+                .with_context(|| format!("validation set {}", set.name))?;
+            nll += f64::from(
+                batch
+                    .sum_nll(model.forward(batch.inputs.clone()))
+                    .into_scalar::<f32>(),
+            );
+            tokens += batch.predicted;
         }
-        let tokens = (config.eval_batches * config.batch_size * config.seq_len) as f64;
-        losses.push((set.name.clone(), nll / tokens));
+        losses.push((set.name.clone(), nll / tokens.max(1) as f64));
     }
     Ok(losses)
 }

@@ -17,10 +17,7 @@ use safetensors::tensor::Dtype;
 /// Fixtures of the families dapt imports (T5's, `t5_*`, are made by the same script for
 /// the encoder-decoder family, which dapt does not read yet).
 fn fixtures() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = all_fixtures()
-        .into_iter()
-        .filter(|p| !is_t5(p))
-        .collect();
+    let mut dirs: Vec<PathBuf> = all_fixtures().into_iter().filter(|p| !is_t5(p)).collect();
     dirs.sort();
     dirs
 }

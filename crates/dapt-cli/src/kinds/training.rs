@@ -330,6 +330,7 @@ impl Params {
             eval_batches: self.eval_batches,
             checkpoint_every: self.checkpoint_every,
             keep_checkpoints: self.keep_checkpoints,
+            objective: dapt_model::Objective::Clm,
         }
     }
 }

@@ -56,6 +56,7 @@ pub fn tiny_training(max_steps: u64) -> TrainConfig {
         eval_batches: 2,
         checkpoint_every: 0,
         keep_checkpoints: 2,
+        objective: dapt_model::Objective::Clm,
     }
 }
 

@@ -1,0 +1,321 @@
+//! What a model is trained to predict, and the inputs, targets and loss weights each
+//! objective makes of a batch of token rows.
+//!
+//! - `clm` (decoders): every position predicts the next token; a row of `seq_len + 1` ids
+//!   gives `seq_len` inputs and the same ids shifted by one as targets.
+//! - `mlm` (encoders, BERT's objective): the row's first `seq_len` ids are masked
+//!   ([`crate::mlm`]: 15% of the non-special tokens, 80% of those replaced by the mask
+//!   token, 10% by a random token, 10% kept), and only the chosen positions predict
+//!   their original token.
+//!
+//! The masks are a pure function of a seed: training draws one per micro-batch from
+//! `(run seed, micro-batch counter)`, the counter the checkpoint already stores, so a
+//! resumed run masks exactly as an uninterrupted one. Validation and evaluation use
+//! [`Objective::validation_seed`], the same for every model and every step, so models are
+//! compared on the same masks.
+
+use anyhow::{Result, bail, ensure};
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::config::ModelConfig;
+use crate::loss::per_token_nll;
+use crate::mlm::{IGNORE_INDEX, MlmConfig, MlmVocab, mask_tokens};
+use crate::model::ids_tensor;
+use crate::rng::derive_seed;
+
+/// Salts the mask streams apart from the dropout streams drawn from the same counter.
+const MASK_STREAM: u64 = 0x6d61_736b_5f6c_6d00;
+
+/// The pre-training objective of a run.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Objective {
+    /// Causal language modelling (next token).
+    #[default]
+    Clm,
+    /// Masked language modelling.
+    Mlm {
+        #[serde(default)]
+        masking: MlmConfig,
+        /// The tokenizer's mask token.
+        mask_id: u32,
+        /// Ids never masked nor drawn as replacements (end of text, padding, ...).
+        special: Vec<u32>,
+    },
+}
+
+/// One batch as the model and the loss take it.
+pub struct ObjectiveBatch {
+    /// `[B, T]` model inputs.
+    pub inputs: Tensor<2, Int>,
+    /// `[B, T]` ids each position predicts (any valid id where it predicts nothing).
+    pub targets: Tensor<2, Int>,
+    /// `[B, T]`, 1 where a position counts in the loss; `None`: every position counts.
+    pub weights: Option<Tensor<2>>,
+    /// Positions that count.
+    pub predicted: usize,
+}
+
+impl Objective {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Clm => "clm",
+            Self::Mlm { .. } => "mlm",
+        }
+    }
+
+    /// Checks the objective fits the model: causal LM needs a decoder, masked LM an
+    /// encoder whose vocabulary holds the mask token.
+    pub fn validate(&self, model: &ModelConfig) -> Result<()> {
+        match self {
+            Self::Clm => ensure!(
+                model.causal(),
+                "objective clm trains a decoder (gpt, llama), not the {} family",
+                model.family()
+            ),
+            Self::Mlm {
+                masking,
+                mask_id,
+                special,
+            } => {
+                ensure!(
+                    !model.causal(),
+                    "objective mlm trains an encoder (bert), not the {} family",
+                    model.family()
+                );
+                masking.validate()?;
+                self::vocab(*mask_id, special, model.vocab_size())?.validate()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The seed of validation batch `index`: the same for every model and run.
+    pub fn validation_seed(index: u64) -> u64 {
+        derive_seed(MASK_STREAM ^ 0x7661_6c69_6461_7465, index)
+    }
+
+    /// The seed of the masks of training micro-batch `counter` of a run seeded `seed`.
+    pub(crate) fn training_seed(seed: u64, counter: u64) -> u64 {
+        derive_seed(seed ^ MASK_STREAM, counter)
+    }
+
+    /// Inputs, targets and weights from `batch` rows of `seq_len + 1` ids, masked (for
+    /// `mlm`) from `seed`.
+    pub fn batch(
+        &self,
+        ids: &[u32],
+        batch: usize,
+        seq_len: usize,
+        vocab_size: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<ObjectiveBatch> {
+        let width = seq_len + 1;
+        ensure!(
+            ids.len() == batch * width,
+            "the batch source returned {} ids; a batch needs {batch} rows of seq_len + 1 = {width} ids ({})",
+            ids.len(),
+            batch * width
+        );
+        if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab_size) {
+            bail!(
+                "token id {bad} is outside the model vocabulary ({vocab_size}); the tokenizer and the model's vocab_size disagree"
+            );
+        }
+        match self {
+            Self::Clm => {
+                let rows = ids_tensor(ids, batch, width, device);
+                Ok(ObjectiveBatch {
+                    inputs: rows.clone().narrow(1, 0, seq_len),
+                    targets: rows.narrow(1, 1, seq_len),
+                    weights: None,
+                    predicted: batch * seq_len,
+                })
+            }
+            Self::Mlm {
+                masking,
+                mask_id,
+                special,
+            } => {
+                let vocab = vocab(*mask_id, special, vocab_size)?;
+                let mut inputs = Vec::with_capacity(batch * seq_len);
+                let mut targets = Vec::with_capacity(batch * seq_len);
+                let mut weights = Vec::with_capacity(batch * seq_len);
+                for (row, tokens) in ids.chunks_exact(width).enumerate() {
+                    let tokens = &tokens[..seq_len];
+                    let masked =
+                        mask_tokens(tokens, None, masking, &vocab, derive_seed(seed, row as u64));
+                    inputs.extend_from_slice(&masked.inputs);
+                    for (&label, &token) in masked.labels.iter().zip(tokens) {
+                        let chosen = label != IGNORE_INDEX;
+                        targets.push(token);
+                        weights.push(if chosen { 1f32 } else { 0.0 });
+                    }
+                }
+                let predicted = weights.iter().filter(|&&w| w > 0.0).count();
+                Ok(ObjectiveBatch {
+                    inputs: ids_tensor(&inputs, batch, seq_len, device),
+                    targets: ids_tensor(&targets, batch, seq_len, device),
+                    weights: Some(Tensor::from_data(
+                        TensorData::new(weights, [batch, seq_len]),
+                        device,
+                    )),
+                    predicted,
+                })
+            }
+        }
+    }
+}
+
+impl ObjectiveBatch {
+    /// Summed NLL (nats) over the positions that count, shape `[1]`.
+    pub fn sum_nll(&self, logits: Tensor<3>) -> Tensor<1> {
+        let nll = per_token_nll(logits, self.targets.clone());
+        match &self.weights {
+            Some(weights) => (nll * weights.clone()).sum(),
+            None => nll.sum(),
+        }
+    }
+
+    /// Mean NLL over the positions that count (0 when none does), shape `[1]`.
+    pub fn mean_nll(&self, logits: Tensor<3>) -> Tensor<1> {
+        match &self.weights {
+            Some(_) => self.sum_nll(logits) / self.predicted.max(1) as f64,
+            None => per_token_nll(logits, self.targets.clone()).mean(),
+        }
+    }
+}
+
+fn vocab(mask_id: u32, special: &[u32], vocab_size: usize) -> Result<MlmVocab> {
+    let vocab_size = u32::try_from(vocab_size)?;
+    Ok(MlmVocab {
+        mask_id,
+        vocab_size,
+        special: special.to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{BertConfig, GptConfig};
+
+    fn mlm() -> Objective {
+        Objective::Mlm {
+            masking: MlmConfig::default(),
+            mask_id: 3,
+            special: vec![0, 1, 2],
+        }
+    }
+
+    #[test]
+    fn objectives_fit_their_families_only() {
+        let gpt = ModelConfig::Gpt(GptConfig {
+            vocab_size: 50,
+            n_layer: 1,
+            n_head: 1,
+            d_model: 4,
+            context: 8,
+            ..GptConfig::default()
+        });
+        let bert = ModelConfig::Bert(BertConfig {
+            vocab_size: 50,
+            n_layer: 1,
+            n_head: 1,
+            d_model: 4,
+            d_ff: 8,
+            context: 8,
+            ..BertConfig::default()
+        });
+        Objective::Clm.validate(&gpt).unwrap();
+        mlm().validate(&bert).unwrap();
+        assert!(Objective::Clm.validate(&bert).is_err());
+        assert!(
+            mlm()
+                .validate(&gpt)
+                .unwrap_err()
+                .to_string()
+                .contains("encoder")
+        );
+        let outside = Objective::Mlm {
+            masking: MlmConfig::default(),
+            mask_id: 50,
+            special: vec![],
+        };
+        assert!(
+            outside
+                .validate(&bert)
+                .unwrap_err()
+                .to_string()
+                .contains("mask_id")
+        );
+    }
+
+    #[test]
+    fn clm_shifts_and_mlm_masks_the_same_row() {
+        let device = Device::flex();
+        let ids: Vec<u32> = (0..2 * 65).map(|i| 4 + (i * 7 % 40) as u32).collect();
+        let clm = Objective::Clm.batch(&ids, 2, 64, 50, 0, &device).unwrap();
+        assert_eq!(clm.predicted, 128);
+        assert_eq!(
+            clm.targets
+                .clone()
+                .narrow(1, 0, 1)
+                .into_data()
+                .convert::<i64>()
+                .try_to_vec::<i64>()
+                .unwrap()[0],
+            i64::from(ids[1])
+        );
+        let a = mlm().batch(&ids, 2, 64, 50, 9, &device).unwrap();
+        let b = mlm().batch(&ids, 2, 64, 50, 9, &device).unwrap();
+        let c = mlm().batch(&ids, 2, 64, 50, 10, &device).unwrap();
+        assert_eq!(a.inputs.clone().into_data(), b.inputs.into_data());
+        assert_ne!(a.inputs.clone().into_data(), c.inputs.into_data());
+        // Targets are the unmasked ids; inputs differ from them only where weighted.
+        let inputs = a
+            .inputs
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .unwrap();
+        let targets = a
+            .targets
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .unwrap();
+        let weights = a.weights.unwrap().into_data().try_to_vec::<f32>().unwrap();
+        let row: Vec<i64> = ids[..64]
+            .iter()
+            .chain(&ids[65..129])
+            .map(|&i| i64::from(i))
+            .collect();
+        assert_eq!(targets, row);
+        assert!(a.predicted > 0 && a.predicted < 128);
+        for ((input, target), weight) in inputs.iter().zip(&targets).zip(&weights) {
+            if *weight == 0.0 {
+                assert_eq!(input, target);
+            }
+        }
+        assert!(inputs.contains(&3), "some position carries the mask token");
+    }
+
+    #[test]
+    fn the_masked_loss_counts_only_predicted_positions() {
+        let device = Device::flex();
+        let ids: Vec<u32> = (0..33).map(|i| 4 + i as u32).collect();
+        let batch = mlm().batch(&ids, 1, 32, 50, 1, &device).unwrap();
+        // Uniform logits: every position costs ln V, the mean is ln V whatever counts.
+        let logits = Tensor::<3>::zeros([1, 32, 50], &device);
+        let mean = batch.mean_nll(logits.clone()).into_scalar::<f32>();
+        assert!((mean - 50f32.ln()).abs() < 1e-5, "{mean}");
+        let sum = batch.sum_nll(logits).into_scalar::<f32>();
+        assert!(
+            (sum - batch.predicted as f32 * 50f32.ln()).abs() < 1e-3,
+            "{sum}"
+        );
+    }
+}
