@@ -31,6 +31,7 @@ pub use shards::{TokenRow, TokenShardReader, TokenShardWriter, write_token_shard
 pub use stats::{Fertility, TokenCounts, TokenStats};
 pub use tokenizers::Tokenizer;
 pub use trainer::{
-    DomainSample, END_OF_TEXT, PAD, TokenizerTrainingConfig, TrainedTokenizer, end_of_text_id,
-    hf_tokenizer_config, load_tokenizer, save_tokenizer, train_tokenizer,
+    DomainSample, END_OF_TEXT, MASK, PAD, TokenizerTrainingConfig, TrainedTokenizer,
+    add_special_tokens, end_of_text_id, hf_tokenizer_config, load_tokenizer, save_tokenizer,
+    sentinel, special_token_ids, train_tokenizer,
 };

@@ -3,13 +3,20 @@
 //! configured share — BloombergGPT trained its own — or, with `from`, reuses an
 //! existing one: an input stage's model's (`from = "smollm2"`, required when continuing
 //! that model) or a `tokenizer.json` file (`from = "PATH"`). Writes `out/tokenizer.json`, which loads unchanged in Python `tokenizers`.
+//!
+//! `mask_token = true` appends `<mask>` (masked LM) and `sentinels = N` appends T5's
+//! `<extra_id_0>` … `<extra_id_{N-1}>` (span corruption) as special tokens after every
+//! other id, so the ids of the rest do not move.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use dapt_dag::{ParamError, Pipeline, RunReport, StageContext, StageKind, StageSpec, parse_params};
-use dapt_tokenize::{TokenizerTrainingConfig, load_tokenizer, save_tokenizer, train_tokenizer};
+use dapt_tokenize::{
+    MASK, Tokenizer, TokenizerTrainingConfig, add_special_tokens, load_tokenizer, save_tokenizer,
+    sentinel, train_tokenizer,
+};
 use serde::Deserialize;
 
 use super::docs::{input_shards, params};
@@ -27,6 +34,22 @@ struct Params {
     /// Reuse a tokenizer instead of training one: an input stage holding a model (its
     /// `model/tokenizer.json`), or a tokenizer.json file (relative to the pipeline file).
     from: Option<PathBuf>,
+    /// Append the mask token `<mask>` (for `objective = "mlm"`).
+    mask_token: bool,
+    /// Append this many T5 sentinels `<extra_id_i>` (for `objective = "span"`).
+    sentinels: usize,
+}
+
+impl Params {
+    /// Appends the requested special tokens; returns how many were new.
+    fn add_specials(&self, tokenizer: &mut Tokenizer) -> anyhow::Result<usize> {
+        let mut tokens: Vec<String> = Vec::new();
+        if self.mask_token {
+            tokens.push(MASK.into());
+        }
+        tokens.extend((0..self.sentinels).map(sentinel));
+        add_special_tokens(tokenizer, &tokens)
+    }
 }
 
 impl Default for Params {
@@ -36,6 +59,8 @@ impl Default for Params {
             sample_mb: 64,
             shares: [("financial".to_string(), 0.5), ("general".to_string(), 0.5)].into(),
             from: None,
+            mask_token: false,
+            sentinels: 0,
         }
     }
 }
@@ -90,9 +115,13 @@ impl StageKind for TokenizerKind {
             } else {
                 ctx.root().join(from)
             };
-            let tokenizer = load_tokenizer(&path)
+            let mut tokenizer = load_tokenizer(&path)
                 .with_context(|| format!("loading the tokenizer `from` {}", path.display()))?;
+            let added = p.add_specials(&mut tokenizer)?;
             save_tokenizer(&tokenizer, &out)?;
+            if added > 0 {
+                counts.insert("special_tokens_added".into(), added.into());
+            }
             counts.insert("from".into(), path.display().to_string().into());
             counts.insert("vocab_size".into(), tokenizer.get_vocab_size(true).into());
             return Ok(RunReport {
@@ -135,9 +164,13 @@ impl StageKind for TokenizerKind {
             sample_bytes_budget: p.sample_mb << 20,
             seed: ctx.pipeline.seed,
         };
-        let trained = train_tokenizer(samples, &p.shares, &config)?;
+        let mut trained = train_tokenizer(samples, &p.shares, &config)?;
         if let Some(e) = error {
             return Err(e);
+        }
+        let added = p.add_specials(&mut trained.tokenizer)?;
+        if added > 0 {
+            counts.insert("special_tokens_added".into(), added.into());
         }
         save_tokenizer(&trained.tokenizer, &out)?;
         counts.insert(
