@@ -67,8 +67,8 @@ impl Throughput {
     }
 }
 
-/// Trains `steps` steps of `batch_size` x `seq_len` tokens (fp32, AdamW, clipping) and
-/// reports every step through `on_step` as well.
+/// Trains `steps` steps of `batch_size` x `seq_len` tokens (fp32, AdamW, clipping; the
+/// family's own objective) and reports every step through `on_step` as well.
 pub fn measure_training(
     model: &ModelConfig,
     batch_size: usize,
@@ -92,7 +92,16 @@ pub fn measure_training(
         eval_batches: 1,
         checkpoint_every: 0,
         keep_checkpoints: 1,
-        objective: crate::Objective::Clm,
+        // An encoder trains by masked LM (any id serves as the mask token here).
+        objective: if model.causal() {
+            crate::Objective::Clm
+        } else {
+            crate::Objective::Mlm {
+                masking: Default::default(),
+                mask_id: 0,
+                special: Vec::new(),
+            }
+        },
     };
     let dir = std::env::temp_dir().join(format!(
         "dapt-throughput-{}-{:?}",

@@ -21,14 +21,16 @@ use std::time::Instant;
 
 use anyhow::{Context, bail, ensure};
 use dapt_dag::{ParamError, RunReport, StageContext, parse_params};
+use dapt_model::mlm::MlmConfig;
 use dapt_model::{
-    AdamWConfig, BatchSource, ComputeBudget, GptConfig, Initialization, LlamaConfig, ModelConfig,
-    StepRecord, TrainConfig, TrainObserver, TrainRun, ValidationSet, device_from_name,
-    export_model, train,
+    AdamWConfig, BatchSource, BertConfig, ComputeBudget, GptConfig, Initialization, LlamaConfig,
+    ModelConfig, Objective, StepRecord, TrainConfig, TrainObserver, TrainRun, ValidationSet,
+    device_from_name, export_model, train,
 };
 use dapt_report::TrainLog;
 use dapt_tokenize::{
-    MixtureSampler, PackedTokens, SequenceLoader, TokenBatchSource, load_tokenizer,
+    MASK, MixtureSampler, PackedTokens, SequenceLoader, TokenBatchSource, load_tokenizer,
+    special_token_ids,
 };
 use serde::{Deserialize, Serialize};
 
@@ -43,9 +45,9 @@ pub const MIXTURE_FILE: &str = "mixture.json";
 pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
 
 /// The architecture of a `pretrain` model (the vocabulary comes from the tokenizer).
-/// `family = "gpt"` (the default) or `"llama"`; the Llama-only keys default to
-/// `n_kv_head = n_head`, `d_ff` = the SwiGLU width of Llama (8/3·d rounded up to 64) and
-/// `rope_theta = 10000`.
+/// `family = "gpt"` (the default), `"llama"` or `"bert"` (an encoder, trained by masked
+/// LM); the Llama-only keys default to `n_kv_head = n_head`, `d_ff` = the SwiGLU width
+/// of Llama (8/3·d rounded up to 64) and `rope_theta = 10000`; BERT's `d_ff` to `4·d`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelShape {
@@ -93,6 +95,28 @@ impl ModelShape {
                     ..GptConfig::default()
                 }))
             }
+            "bert" => {
+                for (key, set) in [
+                    ("n_kv_head", self.n_kv_head.is_some()),
+                    ("rope_theta", self.rope_theta.is_some()),
+                ] {
+                    ensure!(
+                        !set,
+                        "`{key}` is a Llama option; set family = \"llama\" or remove it"
+                    );
+                }
+                Ok(ModelConfig::Bert(BertConfig {
+                    vocab_size,
+                    n_layer: self.n_layer,
+                    n_head: self.n_head,
+                    d_model: self.d_model,
+                    d_ff: self.d_ff.unwrap_or(4 * self.d_model),
+                    context: self.context,
+                    dropout: self.dropout,
+                    tie_embeddings,
+                    ..BertConfig::default()
+                }))
+            }
             "llama" => Ok(ModelConfig::Llama(LlamaConfig {
                 vocab_size,
                 n_layer: self.n_layer,
@@ -109,7 +133,7 @@ impl ModelShape {
                 dropout: self.dropout,
                 ..LlamaConfig::default()
             })),
-            other => bail!("family {other:?} is not a model family (gpt, llama)"),
+            other => bail!("family {other:?} is not a model family (gpt, llama, bert)"),
         }
     }
 }
@@ -161,7 +185,16 @@ pub struct Params {
     pub device: String,
     /// Defaults to the pipeline seed.
     pub seed: Option<u64>,
+    /// `clm` (next token; decoders) or `mlm` (masked tokens; encoders). Defaults to the
+    /// model family's own.
+    pub objective: Option<String>,
+    /// `mlm`'s masking: `mask_prob` (0.15), `mask_token_ratio` (0.8),
+    /// `random_token_ratio` (0.1), `whole_word` (false).
+    pub masking: Option<MlmConfig>,
 }
+
+/// The objectives a training stage can name.
+const OBJECTIVES: [&str; 2] = ["clm", "mlm"];
 
 fn default_tokens() -> String {
     "tokenize".into()
@@ -229,6 +262,36 @@ impl Params {
             && let Err(e) = shape.with_vocab(1).and_then(|model| model.validate())
         {
             errors.push(ParamError::invalid("model", format!("{e:#}")));
+        }
+        match p.objective.as_deref() {
+            None => {}
+            Some("span") => errors.push(ParamError::invalid(
+                "objective",
+                "span corruption trains an encoder-decoder (T5), a family dapt does not build yet; use clm or mlm",
+            )),
+            Some(name) if !OBJECTIVES.contains(&name) => errors.push(ParamError::invalid(
+                "objective",
+                format!("{name:?} is not an objective ({})", OBJECTIVES.join(", ")),
+            )),
+            Some(name) => {
+                if let Some(shape) = &p.model
+                    && let Ok(model) = shape.with_vocab(1)
+                    && (name == "mlm") == model.causal()
+                {
+                    errors.push(ParamError::invalid(
+                        "objective",
+                        format!(
+                            "{name} does not train the {} family: mlm trains an encoder (bert), clm a decoder (gpt, llama)",
+                            model.family()
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(masking) = &p.masking
+            && let Err(e) = masking.validate()
+        {
+            errors.push(ParamError::invalid("masking", format!("{e:#}")));
         }
         if p.mixture.is_empty() {
             errors.push(ParamError::invalid(
@@ -352,6 +415,43 @@ pub fn token_counts(
         .collect())
 }
 
+/// The run's objective: the one named, else the family's own (clm for decoders, mlm for
+/// encoders), with the mask token and special ids from the tokenizer of stage
+/// `tokenizer_stage`.
+fn objective(
+    p: &Params,
+    model: &ModelConfig,
+    tokenizer: &dapt_tokenize::Tokenizer,
+    tokenizer_stage: &str,
+) -> anyhow::Result<Objective> {
+    let name = p
+        .objective
+        .as_deref()
+        .unwrap_or(if model.causal() { "clm" } else { "mlm" });
+    let objective = match name {
+        "clm" => Objective::Clm,
+        "mlm" => {
+            let mask_id = tokenizer.token_to_id(MASK).with_context(|| {
+                format!(
+                    "objective mlm needs the mask token {MASK} in the tokenizer of stage \
+                     `{tokenizer_stage}`: set mask_token = true there"
+                )
+            })?;
+            Objective::Mlm {
+                masking: p.masking.clone().unwrap_or_default(),
+                mask_id,
+                special: special_token_ids(tokenizer),
+            }
+        }
+        other => bail!(
+            "objective {other:?} is not one of {}",
+            OBJECTIVES.join(", ")
+        ),
+    };
+    objective.validate(model)?;
+    Ok(objective)
+}
+
 /// The model a training stage exported, and its tokenizer.
 pub fn model_dir(stage_out: &Path) -> PathBuf {
     stage_out.join(MODEL_DIR)
@@ -431,7 +531,10 @@ pub fn run(ctx: &StageContext, start: Start) -> anyhow::Result<RunReport> {
         }
     }
     let budget = p.budget(&train_tokens);
-    let config = p.train_config(seq_len, budget, seed);
+    let config = TrainConfig {
+        objective: objective(&p, &model, &tokenizer, &p.tokenizer)?,
+        ..p.train_config(seq_len, budget, seed)
+    };
 
     // Every stream the run needs, from one pass over the token shards.
     let validation_domains: Vec<String> = token_counts(by_domain_split, "validation")?
