@@ -7,16 +7,20 @@
 //!   features, L2, deterministic accelerated full-batch gradient descent) in plain Rust.
 //! - [`metrics`]: accuracy, macro-F1 and the majority-class baseline.
 //! - [`sentiment`]: a labelled sentiment task scored three ways: probe on pooled features,
-//!   zero-shot label likelihood after a prompt, and the majority baseline.
+//!   zero-shot label likelihood after a prompt (decoders), and the majority baseline.
 //! - [`sample`]: deterministic, seed-keyed sampling of documents by id.
+//! - [`masked`]: an encoder's per-domain masked-token loss (the same seeded masks for every
+//!   model) and pseudo-perplexity.
 
 pub mod lm;
+pub mod masked;
 pub mod metrics;
 pub mod probe;
 pub mod sample;
 pub mod sentiment;
 
 pub use lm::{LmEvalConfig, LmScore, score_documents};
+pub use masked::{MaskedLmConfig, MaskedScore, masked_progress_total, score_masked};
 pub use metrics::{Metrics, classification_metrics, majority_class};
 pub use probe::{LinearProbe, ProbeConfig};
 pub use sample::{hash_order, take_until_tokens};

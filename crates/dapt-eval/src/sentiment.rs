@@ -52,13 +52,17 @@ pub struct SentimentScores {
     pub train_examples: u64,
     pub test_examples: u64,
     pub probe: Metrics,
-    pub zero_shot: Metrics,
+    /// Label-word likelihood after a prompt: decoders only (an encoder does not continue
+    /// text), absent for encoders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zero_shot: Option<Metrics>,
     pub majority: Metrics,
     /// The class the majority baseline predicts.
     pub majority_class: String,
     /// Test examples per gold class.
     pub test_labels: BTreeMap<String, u64>,
     /// Test examples per zero-shot prediction (a model that always answers one word shows here).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub zero_shot_predictions: BTreeMap<String, u64>,
     /// The probe's final training loss (mean cross-entropy + penalty).
     pub probe_train_loss: f64,
@@ -287,6 +291,23 @@ pub fn evaluate_sentiment(
     )?;
     let probe_predictions = probe.predict(&features(&task.test)?);
 
+    let majority = majority_class(&train_labels, classes);
+    let mut scores = SentimentScores {
+        train_examples: task.train.len() as u64,
+        test_examples: task.test.len() as u64,
+        probe: classification_metrics(&test_labels, &probe_predictions, classes),
+        zero_shot: None,
+        majority: classification_metrics(&test_labels, &vec![majority; test_labels.len()], classes),
+        majority_class: task.classes[majority].clone(),
+        test_labels: counts_by_class(&test_labels, &task.classes),
+        zero_shot_predictions: BTreeMap::new(),
+        probe_train_loss: probe.final_loss,
+    };
+    if !model.is_causal() {
+        // No zero-shot pass for an encoder: its share of the progress is done.
+        progress(task.test.len() as u64);
+        return Ok(scores);
+    }
     let longest_word = task.label_words.iter().map(Vec::len).max().unwrap_or(1);
     let prompts: Vec<Vec<u32>> = task
         .test
@@ -311,19 +332,13 @@ pub fn evaluate_sentiment(
     .iter()
     .map(|s| argmax(s))
     .collect();
-
-    let majority = majority_class(&train_labels, classes);
-    Ok(SentimentScores {
-        train_examples: task.train.len() as u64,
-        test_examples: task.test.len() as u64,
-        probe: classification_metrics(&test_labels, &probe_predictions, classes),
-        zero_shot: classification_metrics(&test_labels, &zero_shot_predictions, classes),
-        majority: classification_metrics(&test_labels, &vec![majority; test_labels.len()], classes),
-        majority_class: task.classes[majority].clone(),
-        test_labels: counts_by_class(&test_labels, &task.classes),
-        zero_shot_predictions: counts_by_class(&zero_shot_predictions, &task.classes),
-        probe_train_loss: probe.final_loss,
-    })
+    scores.zero_shot = Some(classification_metrics(
+        &test_labels,
+        &zero_shot_predictions,
+        classes,
+    ));
+    scores.zero_shot_predictions = counts_by_class(&zero_shot_predictions, &task.classes);
+    Ok(scores)
 }
 
 #[cfg(test)]

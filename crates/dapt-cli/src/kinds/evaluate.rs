@@ -6,10 +6,13 @@
 //!   `max_tokens_per_domain` caps the work: documents are taken whole in a seeded hash order of
 //!   their ids (a representative, reproducible sample), the same documents for every model.
 //!   Documents longer than the window are scored in rolling windows sliding by `stride`.
+//!   Encoders (masked-LM models) get `masked_lm` scores instead, on the same documents:
+//!   masked-token loss under the same seeded masks for every model, and pseudo-perplexity
+//!   over the first `pseudo_tokens` tokens of each domain (`dapt_eval::masked`).
 //! - **Sentiment**, per dataset of the `sentiment` stage's documents (grouped by corpus): a
 //!   linear probe on mean-pooled features (train split → test split), zero-shot label-word
-//!   likelihood after `{text}{prompt}`, and the majority class, each with accuracy and
-//!   macro-F1.
+//!   likelihood after `{text}{prompt}` (decoders only), and the majority class, each with
+//!   accuracy and macro-F1.
 //!
 //! Models are the `model/` directories (`config.json` + `model.safetensors`) of the named
 //! training stages. One model is one resumable shard: an interrupted run keeps the models it
@@ -23,11 +26,15 @@ use anyhow::Context;
 use dapt_dag::{ParamError, RunReport, StageContext, StageKind, parse_params};
 use dapt_eval::lm::ScoredDocument;
 use dapt_eval::{
-    LmEvalConfig, LmScore, ProbeConfig, SentimentConfig, SentimentExample, SentimentScores,
-    SentimentTask, evaluate_sentiment, hash_order, score_documents, sentiment_progress_total,
-    take_until_tokens,
+    LmEvalConfig, LmScore, MaskedLmConfig, MaskedScore, ProbeConfig, SentimentConfig,
+    SentimentExample, SentimentScores, SentimentTask, evaluate_sentiment, hash_order,
+    score_documents, score_masked, sentiment_progress_total, take_until_tokens,
 };
-use dapt_tokenize::{Document, DocumentEncoder, TokenShardReader, end_of_text_id, load_tokenizer};
+use dapt_model::mlm::{MlmConfig, MlmVocab};
+use dapt_tokenize::{
+    Document, DocumentEncoder, MASK, TokenShardReader, end_of_text_id, load_tokenizer,
+    special_token_ids,
+};
 use serde::{Deserialize, Serialize};
 
 use super::docs::{DOCS, params, shards_of};
@@ -63,6 +70,12 @@ struct Params {
     stride: Option<usize>,
     #[serde(default = "default_batch_size")]
     batch_size: usize,
+    /// Encoders: tokens per domain scored one at a time for the pseudo-perplexity.
+    #[serde(default = "default_pseudo_tokens")]
+    pseudo_tokens: usize,
+    /// Encoders: the masks of the masked-token loss (the training defaults).
+    #[serde(default)]
+    masking: MlmConfig,
     #[serde(default = "default_device")]
     device: String,
     #[serde(default = "default_max_train")]
@@ -93,6 +106,9 @@ fn default_split() -> String {
 }
 fn default_batch_size() -> usize {
     16
+}
+fn default_pseudo_tokens() -> usize {
+    256
 }
 fn default_device() -> String {
     "cpu".into()
@@ -192,13 +208,18 @@ struct DomainDocs {
 /// Everything one model is scored on.
 struct Workload {
     end_of_text: u32,
+    /// The mask token and special ids, when the tokenizer has a mask token (encoders).
+    mlm_vocab: Option<MlmVocab>,
     domains: BTreeMap<String, DomainDocs>,
     tasks: Vec<SentimentTask>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ModelScores {
+    /// Decoders' next-token scores per domain.
     lm: BTreeMap<String, LmScore>,
+    /// Encoders' masked-LM scores per domain.
+    masked_lm: BTreeMap<String, MaskedScore>,
     sentiment: BTreeMap<String, SentimentScores>,
     /// Wall-clock seconds: `lm`, `sentiment`, `total`.
     seconds: BTreeMap<String, f64>,
@@ -257,8 +278,14 @@ impl StageKind for EvaluateKind {
             Some(stage) => load_tasks(&ctx.input_dir(stage).join(DOCS), stage, &p, &encoder, seed)?,
             None => Vec::new(),
         };
+        let mlm_vocab = tokenizer.token_to_id(MASK).map(|mask_id| MlmVocab {
+            mask_id,
+            vocab_size: tokenizer.get_vocab_size(true) as u32,
+            special: special_token_ids(&tokenizer),
+        });
         let work = Workload {
             end_of_text,
+            mlm_vocab,
             domains,
             tasks,
         };
@@ -295,10 +322,15 @@ impl StageKind for EvaluateKind {
         })?;
 
         let mut lm = BTreeMap::new();
+        let mut masked_lm = BTreeMap::new();
         let mut sentiment = BTreeMap::new();
         let mut seconds = BTreeMap::new();
         for (name, scores) in p.models.iter().zip(results) {
-            lm.insert(name.clone(), serde_json::to_value(&scores.lm)?);
+            if scores.masked_lm.is_empty() {
+                lm.insert(name.clone(), serde_json::to_value(&scores.lm)?);
+            } else {
+                masked_lm.insert(name.clone(), serde_json::to_value(&scores.masked_lm)?);
+            }
             if !scores.sentiment.is_empty() {
                 sentiment.insert(name.clone(), serde_json::to_value(&scores.sentiment)?);
             }
@@ -326,6 +358,9 @@ impl StageKind for EvaluateKind {
         counts.insert("models".into(), serde_json::to_value(&p.models)?);
         counts.insert("selection".into(), serde_json::to_value(selection)?);
         counts.insert("lm".into(), serde_json::to_value(lm)?);
+        if !masked_lm.is_empty() {
+            counts.insert("masked_lm".into(), serde_json::to_value(masked_lm)?);
+        }
         if !sentiment.is_empty() {
             counts.insert("sentiment".into(), serde_json::to_value(sentiment)?);
         }
@@ -400,7 +435,32 @@ fn score_model(
         batch_size: p.batch_size,
     };
     let mut lm = BTreeMap::new();
-    for (domain, docs) in &work.domains {
+    let mut masked_lm = BTreeMap::new();
+    if !model.is_causal() {
+        let vocab = work.mlm_vocab.clone().with_context(|| {
+            format!("an encoder is scored with masks, but the tokenizer has no {MASK} token")
+        })?;
+        let masked = MaskedLmConfig {
+            context,
+            batch_size: p.batch_size,
+            masking: p.masking.clone(),
+            vocab,
+            pseudo_tokens: p.pseudo_tokens,
+        };
+        for (domain, docs) in &work.domains {
+            // The documents' text tokens, without the closing separator.
+            let texts: Vec<&[u32]> = docs
+                .docs
+                .iter()
+                .map(|(t, _)| t.strip_suffix(&[work.end_of_text]).unwrap_or(t))
+                .collect();
+            let score = score_masked(model, &texts, &masked, &mut |_| {})
+                .with_context(|| format!("scoring domain {domain}"))?;
+            progress(docs.docs.len() as u64);
+            masked_lm.insert(domain.clone(), score);
+        }
+    }
+    for (domain, docs) in work.domains.iter().filter(|_| model.is_causal()) {
         let scored: Vec<ScoredDocument> = docs
             .docs
             .iter()
@@ -426,6 +486,7 @@ fn score_model(
     }
     Ok(ModelScores {
         lm,
+        masked_lm,
         sentiment,
         seconds: BTreeMap::from([
             ("lm".to_string(), lm_seconds),
