@@ -1,5 +1,6 @@
 //! The markdown text of the report, and the plots it links.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;
 
@@ -360,6 +361,7 @@ pub fn render_markdown(input: &ReportInput, summary: &ReportSummary) -> String {
     models_section(w, input);
     bpb_section(w, input, summary);
     sentiment_section(w, input);
+    objectives_section(w, input);
     mixture_section(w, input, summary);
     funnel_section(w, input, summary);
     fertility_section(w, input, summary);
@@ -547,6 +549,155 @@ fn sentiment_section(w: &mut String, input: &ReportInput) {
                 f4(num(s, &["majority", "macro_f1"])),
             );
         }
+    }
+}
+
+/// One model's line in the objectives table: its own loss on each domain (next-token for
+/// decoders, masked-token for encoders) and its change from the model it continued.
+struct ObjectiveRow {
+    name: String,
+    family: String,
+    objective: String,
+    init: String,
+    /// Domain -> loss in nats per predicted token.
+    loss: BTreeMap<String, f64>,
+    pseudo_perplexity: BTreeMap<String, f64>,
+    /// Mean probe accuracy over the sentiment datasets.
+    probe: Option<f64>,
+}
+
+/// The families side by side when the evaluation scored encoders too (`masked_lm`): which
+/// adapted most to the target domain, which kept the reference domain best, which probes
+/// sentiment best. Losses of different objectives are not comparable with each other; each
+/// model's change from its own initialisation is.
+fn objectives_section(w: &mut String, input: &ReportInput) {
+    let eval = input.evaluation.counts_value();
+    if at(&eval, &["masked_lm"]).is_none() {
+        return;
+    }
+    let (target, reference) = (&input.target_domain, &input.reference_domain);
+    let rows: Vec<ObjectiveRow> = input
+        .models
+        .iter()
+        .map(|m| {
+            let c = m.stage.counts_value();
+            let name = m.stage.name.clone();
+            let objective = at(&c, &["train", "objective", "kind"])
+                .and_then(Value::as_str)
+                .unwrap_or("clm")
+                .to_string();
+            let mut loss = BTreeMap::new();
+            let mut pseudo_perplexity = BTreeMap::new();
+            for domain in [target, reference] {
+                let value = if objective == "mlm" {
+                    if let Some(p) = num(&eval, &["masked_lm", &name, domain, "pseudo_perplexity"])
+                    {
+                        pseudo_perplexity.insert(domain.clone(), p);
+                    }
+                    num(&eval, &["masked_lm", &name, domain, "masked_loss"])
+                } else {
+                    num(&eval, &["lm", &name, domain, "token_loss"])
+                };
+                if let Some(v) = value {
+                    loss.insert(domain.clone(), v);
+                }
+            }
+            let accuracies: Vec<f64> = match at(&eval, &["sentiment", &name]) {
+                Some(Value::Object(datasets)) => datasets
+                    .values()
+                    .filter_map(|d| num(d, &["probe", "accuracy"]))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            ObjectiveRow {
+                name,
+                family: at(&c, &["model", "family"])
+                    .and_then(Value::as_str)
+                    .unwrap_or("gpt")
+                    .to_string(),
+                objective,
+                init: at(&c, &["init"])
+                    .and_then(Value::as_str)
+                    .unwrap_or("scratch")
+                    .to_string(),
+                loss,
+                pseudo_perplexity,
+                probe: (!accuracies.is_empty())
+                    .then(|| accuracies.iter().sum::<f64>() / accuracies.len() as f64),
+            }
+        })
+        .collect();
+    let change = |row: &ObjectiveRow, domain: &str| -> Option<f64> {
+        let init = rows.iter().find(|r| r.name == row.init)?;
+        let (before, after) = (init.loss.get(domain)?, row.loss.get(domain)?);
+        Some(100.0 * (after - before) / before)
+    };
+    let pct = |v: Option<f64>| v.map_or(MISSING.into(), signed_pct);
+    let _ = writeln!(
+        w,
+        "\n## Pre-training objectives side by side\n\nEach model's loss is its own objective's \
+         on the {} split, in nats per predicted token: the next token for causal LM (clm), the \
+         masked tokens (the same seeded masks for every model) for masked LM (mlm). The two \
+         are not comparable with each other; each model's change from the model it continued \
+         is. Pseudo-perplexity (Salazar et al. 2020) scores every token masked alone. Probe: \
+         sentiment accuracy of a linear probe on mean-pooled final states, averaged over the \
+         datasets.\n",
+        input.split()
+    );
+    let _ = writeln!(
+        w,
+        "| model | family | objective | init | {target} loss | {target} change | {reference} loss | {reference} change | {target} pseudo-perplexity | {reference} pseudo-perplexity | probe accuracy |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    for row in &rows {
+        let _ = writeln!(
+            w,
+            "| `{}` | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            row.name,
+            row.family,
+            row.objective,
+            row.init,
+            f4(row.loss.get(target).copied()),
+            pct(change(row, target)),
+            f4(row.loss.get(reference).copied()),
+            pct(change(row, reference)),
+            f2(row.pseudo_perplexity.get(target).copied()),
+            f2(row.pseudo_perplexity.get(reference).copied()),
+            f4(row.probe),
+        );
+    }
+    // The answers, from the continued models (those with a change).
+    let best = |key: &dyn Fn(&ObjectiveRow) -> Option<f64>| -> Option<(&ObjectiveRow, f64)> {
+        rows.iter()
+            .filter_map(|r| key(r).map(|v| (r, v)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+    };
+    let mut answers = Vec::new();
+    if let Some((r, v)) = best(&|r| change(r, target)) {
+        answers.push(format!(
+            "adapted most to {target} text: `{}` ({}, {} {target} loss from `{}`)",
+            r.name,
+            r.objective,
+            signed_pct(v),
+            r.init
+        ));
+    }
+    if let Some((r, v)) = best(&|r| change(r, reference)) {
+        answers.push(format!(
+            "kept {reference} text best: `{}` ({}, {} {reference} loss)",
+            r.name,
+            r.objective,
+            signed_pct(v)
+        ));
+    }
+    if let Some((r, v)) = best(&|r| r.probe.map(|p| -p)) {
+        answers.push(format!(
+            "probes sentiment best: `{}` ({}, accuracy {:.4})",
+            r.name, r.objective, -v
+        ));
+    }
+    if !answers.is_empty() {
+        let _ = writeln!(w, "\nOn this run: {}.", answers.join("; "));
     }
 }
 
