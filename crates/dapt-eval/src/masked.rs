@@ -71,8 +71,9 @@ pub fn score_masked(
     progress: &mut dyn FnMut(u64),
 ) -> Result<MaskedScore> {
     ensure!(
-        !model.is_causal(),
-        "masked-LM scores need an encoder; a decoder is scored by its next-token loss"
+        !model.is_causal() && !model.is_seq2seq(),
+        "masked-LM scores need an encoder; a decoder is scored by its next-token loss, an \
+         encoder-decoder by its span-corruption loss"
     );
     ensure!(
         (1..=model.context()).contains(&config.context) && config.batch_size > 0,

@@ -59,6 +59,17 @@ pub enum Activation {
     GeluTanh,
     /// `silu(gate) · up` over the two halves of the expanded width (Llama's SwiGLU).
     SwiGlu,
+    /// `max(x, 0)` (T5 v1.0's feed-forward).
+    Relu,
+    /// `gelu_tanh(gate) · up` over the two halves (T5 v1.1's and Flan-T5's "gated-gelu").
+    GatedGeluTanh,
+}
+
+impl Activation {
+    /// Whether the expanded width holds two halves, gate and up.
+    pub fn is_gated(self) -> bool {
+        matches!(self, Self::SwiGlu | Self::GatedGeluTanh)
+    }
 }
 
 /// Shape of a Llama-family model (Llama 2/3, TinyLlama, SmolLM2): RMSNorm, rotary
@@ -164,6 +175,83 @@ pub struct BertConfig {
     pub flavour: EncoderFlavour,
 }
 
+/// Shape of a T5-style encoder-decoder, trained by span corruption: one embedding shared by
+/// both stacks and (tied) by the output, pre-norm blocks with RMS norms and no biases,
+/// attention without the `1/sqrt(d_kv)` scale and with a learned relative position bias
+/// (bucketed, computed in each stack's first layer and shared by its others), decoder
+/// blocks with cross-attention over the encoder's output, and a ReLU or gated-GELU MLP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct T5Config {
+    pub vocab_size: usize,
+    /// Encoder layers (`num_layers`).
+    pub n_layer: usize,
+    /// Decoder layers (`num_decoder_layers`).
+    pub n_decoder_layer: usize,
+    pub n_head: usize,
+    pub d_model: usize,
+    /// Per-head width (`d_kv`); `n_head · d_kv` need not be `d_model`.
+    pub d_kv: usize,
+    pub d_ff: usize,
+    /// `relu` (T5) or `gated_gelu_tanh` (T5 v1.1, Flan-T5).
+    pub activation: Activation,
+    /// Longest encoder input dapt feeds it (T5's positions are relative: no table limits it).
+    pub context: usize,
+    #[serde(default = "default_relative_buckets")]
+    pub relative_buckets: usize,
+    #[serde(default = "default_relative_max_distance")]
+    pub relative_max_distance: usize,
+    #[serde(default = "default_t5_epsilon")]
+    pub layer_norm_epsilon: f64,
+    /// The output shares the embedding (T5); otherwise it has its own (T5 v1.1).
+    #[serde(default = "default_true")]
+    pub tie_embeddings: bool,
+    /// Decoder states are scaled by `d_model^-0.5` before the output (T5's tied head).
+    #[serde(default = "default_true")]
+    pub scale_logits: bool,
+    /// The decoder's first input (`decoder_start_token_id`, the padding id in T5).
+    #[serde(default)]
+    pub decoder_start_id: u32,
+    #[serde(default)]
+    pub dropout: f64,
+}
+
+fn default_relative_buckets() -> usize {
+    32
+}
+
+fn default_relative_max_distance() -> usize {
+    128
+}
+
+fn default_t5_epsilon() -> f64 {
+    1e-6
+}
+
+impl Default for T5Config {
+    /// Not a valid model on its own: a base for struct updates.
+    fn default() -> Self {
+        Self {
+            vocab_size: 0,
+            n_layer: 0,
+            n_decoder_layer: 0,
+            n_head: 0,
+            d_model: 0,
+            d_kv: 0,
+            d_ff: 0,
+            activation: Activation::Relu,
+            context: 0,
+            relative_buckets: default_relative_buckets(),
+            relative_max_distance: default_relative_max_distance(),
+            layer_norm_epsilon: default_t5_epsilon(),
+            tie_embeddings: true,
+            scale_logits: true,
+            decoder_start_id: 0,
+            dropout: 0.0,
+        }
+    }
+}
+
 /// The Hugging Face architecture an encoder maps to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -228,13 +316,21 @@ fn default_layer_norm_epsilon() -> f64 {
     1e-5
 }
 
-/// A model of any family; `family` names it in JSON (`"gpt"`, `"llama"` or `"bert"`).
+/// A model of any family; `family` names it in JSON (`"gpt"`, `"llama"`, `"bert"` or
+/// `"t5"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "family", rename_all = "lowercase")]
 pub enum ModelConfig {
     Gpt(GptConfig),
     Llama(LlamaConfig),
     Bert(BertConfig),
+    T5(T5Config),
+}
+
+impl From<T5Config> for ModelConfig {
+    fn from(config: T5Config) -> Self {
+        Self::T5(config)
+    }
 }
 
 impl From<BertConfig> for ModelConfig {
@@ -277,13 +373,19 @@ impl ModelConfig {
             Self::Gpt(_) => "gpt",
             Self::Llama(_) => "llama",
             Self::Bert(_) => "bert",
+            Self::T5(_) => "t5",
         }
     }
 
-    /// Whether a position sees only those before it (decoders) or every position
-    /// (encoders).
+    /// Whether the model is a decoder alone, whose positions see only those before them
+    /// (GPT, Llama), rather than an encoder (BERT) or an encoder-decoder (T5).
     pub fn causal(&self) -> bool {
-        !matches!(self, Self::Bert(_))
+        matches!(self, Self::Gpt(_) | Self::Llama(_))
+    }
+
+    /// Whether the model is an encoder-decoder (T5).
+    pub fn is_seq2seq(&self) -> bool {
+        matches!(self, Self::T5(_))
     }
 
     pub(crate) fn shape(&self) -> Shape {
@@ -324,6 +426,18 @@ impl ModelConfig {
                 tie_embeddings: c.tie_embeddings,
                 dropout: c.dropout,
             },
+            Self::T5(c) => Shape {
+                vocab_size: c.vocab_size,
+                n_layer: c.n_layer,
+                d_model: c.d_model,
+                n_head: c.n_head,
+                n_kv_head: c.n_head,
+                head_dim: c.d_kv,
+                d_ff: c.d_ff,
+                context: c.context,
+                tie_embeddings: c.tie_embeddings,
+                dropout: c.dropout,
+            },
         }
     }
 
@@ -359,6 +473,7 @@ impl ModelConfig {
             Self::Gpt(c) => c.vocab_size = vocab_size,
             Self::Llama(c) => c.vocab_size = vocab_size,
             Self::Bert(c) => c.vocab_size = vocab_size,
+            Self::T5(c) => c.vocab_size = vocab_size,
         }
         config
     }
@@ -387,6 +502,20 @@ impl ModelConfig {
             );
         }
         match self {
+            Self::T5(c) => {
+                ensure!(
+                    c.n_decoder_layer >= 1 && c.relative_buckets >= 2,
+                    "model config: n_decoder_layer must be at least 1 and relative_buckets at least 2"
+                );
+                ensure!(
+                    matches!(c.activation, Activation::Relu | Activation::GatedGeluTanh),
+                    "model config: the T5 family's MLP is relu or gated_gelu_tanh"
+                );
+                ensure!(
+                    c.layer_norm_epsilon > 0.0,
+                    "model config: layer_norm_epsilon must be positive"
+                );
+            }
             Self::Bert(c) => {
                 ensure!(
                     c.d_model.is_multiple_of(c.n_head),
@@ -395,8 +524,8 @@ impl ModelConfig {
                     c.n_head
                 );
                 ensure!(
-                    c.activation != Activation::SwiGlu,
-                    "model config: the BERT family's MLP is gelu or gelu_tanh, not swi_glu"
+                    matches!(c.activation, Activation::Gelu | Activation::GeluTanh),
+                    "model config: the BERT family's MLP is gelu or gelu_tanh"
                 );
                 ensure!(
                     c.type_vocab_size >= 1 && c.layer_norm_epsilon > 0.0,
@@ -412,7 +541,7 @@ impl ModelConfig {
                     );
                 }
                 ensure!(
-                    c.activation != Activation::SwiGlu,
+                    matches!(c.activation, Activation::Gelu | Activation::GeluTanh),
                     "model config: the GPT family's MLP is gelu or gelu_tanh, not swi_glu"
                 );
             }
@@ -439,6 +568,20 @@ impl ModelConfig {
 
     /// Number of trainable scalars, counting a tied embedding once.
     pub fn param_count(&self) -> usize {
+        if let Self::T5(c) = self {
+            let (d, inner) = (c.d_model, c.n_head * c.d_kv);
+            let attention = 4 * d * inner;
+            let mlp = if c.activation.is_gated() { 3 } else { 2 } * d * c.d_ff;
+            let encoder = c.n_layer * (attention + mlp + 2 * d);
+            let decoder = c.n_decoder_layer * (2 * attention + mlp + 3 * d);
+            let biases = 2 * c.relative_buckets * c.n_head;
+            let head = if c.tie_embeddings {
+                0
+            } else {
+                c.vocab_size * d
+            };
+            return c.vocab_size * d + encoder + decoder + biases + 2 * d + head;
+        }
         let s = self.shape();
         let d = s.d_model;
         let (attention, mlp, norm, positions) = match self {
@@ -447,6 +590,7 @@ impl ModelConfig {
                 let mlp = (d * s.d_ff + s.d_ff) + (s.d_ff * d + d);
                 (attention, mlp, 2 * d, s.context * d)
             }
+            Self::T5(_) => unreachable!("counted above"),
             Self::Llama(_) => {
                 let q_width = s.n_head * s.head_dim;
                 let kv_width = s.n_kv_head * s.head_dim;
@@ -563,6 +707,25 @@ mod tests {
         // transformers' BertForMaskedLM (bert-base-uncased, no pooler): 109,514,298.
         assert_eq!(bert.param_count(), 109_514_298);
         assert!(!bert.causal());
+    }
+
+    #[test]
+    fn t5_small_has_the_parameters_of_t5_for_conditional_generation() {
+        let t5 = ModelConfig::T5(T5Config {
+            vocab_size: 32_128,
+            n_layer: 6,
+            n_decoder_layer: 6,
+            n_head: 8,
+            d_model: 512,
+            d_kv: 64,
+            d_ff: 2048,
+            context: 512,
+            ..T5Config::default()
+        });
+        t5.validate().unwrap();
+        // transformers' T5ForConditionalGeneration (t5-small): 60,506,624.
+        assert_eq!(t5.param_count(), 60_506_624);
+        assert!(t5.is_seq2seq() && !t5.causal());
     }
 
     #[test]

@@ -34,6 +34,21 @@
 //! | `head_transform.dense` / `.norm`    | `cls.predictions.transform.{dense,LayerNorm}` / `lm_head.{dense,layer_norm}` |
 //! | `head_bias`                         | `cls.predictions.bias` / `lm_head.bias`                      |
 //! | `lm_head.weight` (untied only)      | `cls.predictions.decoder.weight` / `lm_head.decoder.weight`  |
+//!
+//! T5 (`modeling_t5.py`, `T5ForConditionalGeneration`; `S` is `encoder` or `decoder`, whose
+//! blocks are dapt's `blocks` and `decoder_blocks`; no biases):
+//!
+//! | dapt parameter                        | T5                                                       |
+//! |---------------------------------------|----------------------------------------------------------|
+//! | `token_embedding`                     | `shared`                                                 |
+//! | `…attention_norm.gamma`               | `S.block.i.layer.0.layer_norm.weight`                    |
+//! | `…attention.qkv` / `.output`          | `…layer.0.SelfAttention.{q,k,v}` stacked / `.o`          |
+//! | `encoder_position_bias`, `decoder_position_bias` | `S.block.0.layer.0.SelfAttention.relative_attention_bias` |
+//! | `decoder_blocks.i.cross_norm`         | `decoder.block.i.layer.1.layer_norm`                     |
+//! | `…cross_attention.query` / `.key_value` / `.output` | `…layer.1.EncDecAttention.q` / `{k,v}` stacked / `.o` |
+//! | `…mlp_norm`, `…mlp.expand`, `…mlp.contract` | the last layer's `layer_norm`, `DenseReluDense.wi` (or `wi_0`, `wi_1` stacked), `.wo` |
+//! | `final_norm`, `decoder_final_norm`    | `S.final_layer_norm`                                     |
+//! | `lm_head.weight` (untied only)        | `lm_head.weight`                                         |
 
 use std::collections::BTreeMap;
 
@@ -42,6 +57,7 @@ use serde_json::{Value, json};
 
 use crate::config::{
     Activation, BertConfig, EncoderFlavour, GptConfig, LlamaConfig, ModelConfig, RopeScaling,
+    T5Config,
 };
 
 /// One dapt parameter and the Hugging Face tensors it is made of.
@@ -165,8 +181,114 @@ pub(crate) fn slots(config: &ModelConfig) -> Vec<Slot> {
             }
         }
         ModelConfig::Bert(c) => bert_slots(c, &mut slots),
+        ModelConfig::T5(c) => t5_slots(c, &mut slots),
     }
     slots
+}
+
+fn t5_slots(c: &T5Config, slots: &mut Vec<Slot>) {
+    let inner = c.n_head * c.d_kv;
+    slots.push(Slot::same("token_embedding.weight", "shared.weight"));
+    let linear = |ours: String, theirs: Vec<String>, rows: usize| {
+        Slot::transposed(
+            format!("{ours}.weight"),
+            theirs
+                .into_iter()
+                .map(|t| (format!("{t}.weight"), rows))
+                .collect(),
+        )
+    };
+    let mlp = |slots: &mut Vec<Slot>, ours: &dyn Fn(&str) -> String, layer: String| {
+        let wi = if c.activation.is_gated() {
+            vec![
+                format!("{layer}.DenseReluDense.wi_0"),
+                format!("{layer}.DenseReluDense.wi_1"),
+            ]
+        } else {
+            vec![format!("{layer}.DenseReluDense.wi")]
+        };
+        slots.push(Slot::same(
+            ours("mlp_norm.gamma"),
+            format!("{layer}.layer_norm.weight"),
+        ));
+        slots.push(linear(ours("mlp.expand"), wi, c.d_ff));
+        slots.push(linear(
+            ours("mlp.contract"),
+            vec![format!("{layer}.DenseReluDense.wo")],
+            c.d_model,
+        ));
+    };
+    for (stack, ours_stack, layers) in [
+        ("encoder", "blocks", c.n_layer),
+        ("decoder", "decoder_blocks", c.n_decoder_layer),
+    ] {
+        for i in 0..layers {
+            let ours = |name: &str| format!("{ours_stack}.{i}.{name}");
+            let hf = |name: &str| format!("{stack}.block.{i}.{name}");
+            slots.push(Slot::same(
+                ours("attention_norm.gamma"),
+                hf("layer.0.layer_norm.weight"),
+            ));
+            let qkv = ["q", "k", "v"].map(|p| hf(&format!("layer.0.SelfAttention.{p}")));
+            slots.push(linear(ours("attention.qkv"), qkv.to_vec(), inner));
+            slots.push(linear(
+                ours("attention.output"),
+                vec![hf("layer.0.SelfAttention.o")],
+                c.d_model,
+            ));
+            if i == 0 {
+                let bias = if stack == "encoder" {
+                    "encoder_position_bias"
+                } else {
+                    "decoder_position_bias"
+                };
+                slots.push(Slot::same(
+                    format!("{bias}.embedding.weight"),
+                    hf("layer.0.SelfAttention.relative_attention_bias.weight"),
+                ));
+            }
+            let ff_layer = if stack == "decoder" {
+                slots.push(Slot::same(
+                    ours("cross_norm.gamma"),
+                    hf("layer.1.layer_norm.weight"),
+                ));
+                let cross = |p: &str| hf(&format!("layer.1.EncDecAttention.{p}"));
+                slots.push(linear(
+                    ours("cross_attention.query"),
+                    vec![cross("q")],
+                    inner,
+                ));
+                slots.push(linear(
+                    ours("cross_attention.key_value"),
+                    vec![cross("k"), cross("v")],
+                    inner,
+                ));
+                slots.push(linear(
+                    ours("cross_attention.output"),
+                    vec![cross("o")],
+                    c.d_model,
+                ));
+                hf("layer.2")
+            } else {
+                hf("layer.1")
+            };
+            mlp(slots, &ours, ff_layer);
+        }
+    }
+    slots.push(Slot::same(
+        "final_norm.gamma",
+        "encoder.final_layer_norm.weight",
+    ));
+    slots.push(Slot::same(
+        "decoder_final_norm.gamma",
+        "decoder.final_layer_norm.weight",
+    ));
+    if !c.tie_embeddings {
+        slots.push(Slot::transposed(
+            "lm_head.weight",
+            vec![("lm_head.weight".into(), c.vocab_size)],
+        ));
+    }
 }
 
 fn bert_slots(c: &BertConfig, slots: &mut Vec<Slot>) {
@@ -395,6 +517,34 @@ pub fn to_hf_config(config: &ModelConfig) -> Value {
             }
             value
         }
+        ModelConfig::T5(c) => json!({
+            "architectures": ["T5ForConditionalGeneration"],
+            "model_type": "t5",
+            "vocab_size": c.vocab_size,
+            "d_model": c.d_model,
+            "d_kv": c.d_kv,
+            "d_ff": c.d_ff,
+            "num_layers": c.n_layer,
+            "num_decoder_layers": c.n_decoder_layer,
+            "num_heads": c.n_head,
+            "relative_attention_num_buckets": c.relative_buckets,
+            "relative_attention_max_distance": c.relative_max_distance,
+            "feed_forward_proj": match c.activation {
+                Activation::GatedGeluTanh => "gated-gelu",
+                _ => "relu",
+            },
+            "layer_norm_epsilon": c.layer_norm_epsilon,
+            "dropout_rate": c.dropout,
+            "initializer_factor": 1.0,
+            "is_encoder_decoder": true,
+            "tie_word_embeddings": c.tie_embeddings,
+            "scale_decoder_outputs": c.scale_logits,
+            "decoder_start_token_id": c.decoder_start_id,
+            "pad_token_id": c.decoder_start_id,
+            "n_positions": c.context,
+            "use_cache": true,
+            "torch_dtype": "float32",
+        }),
         ModelConfig::Bert(c) => {
             let (architecture, model_type, pad) = match c.flavour {
                 EncoderFlavour::Bert => ("BertForMaskedLM", "bert", 0),
@@ -602,10 +752,52 @@ pub fn from_hf_config(value: &Value, path: &str) -> Result<ModelConfig> {
                 flavour,
             }))
         }
+        Some("t5") => {
+            let activation = match object
+                .get("feed_forward_proj")
+                .and_then(Value::as_str)
+                .unwrap_or("relu")
+            {
+                "relu" => Activation::Relu,
+                "gated-gelu" | "gated-gelu_new" | "gated-gelu_pytorch_tanh" => {
+                    Activation::GatedGeluTanh
+                }
+                other => {
+                    bail!("{path}: feed_forward_proj {other:?} is not supported (relu, gated-gelu)")
+                }
+            };
+            let n_layer = usize_key("num_layers")?;
+            // transformers: the output is scaled unless the config says otherwise, and a
+            // tied one is the embedding.
+            let tie_embeddings = bool_key("tie_word_embeddings", true);
+            let scale_logits = bool_key("scale_decoder_outputs", tie_embeddings);
+            Ok(ModelConfig::T5(T5Config {
+                vocab_size: usize_key("vocab_size")?,
+                n_layer,
+                n_decoder_layer: match object.get("num_decoder_layers").filter(|v| !v.is_null()) {
+                    Some(_) => usize_key("num_decoder_layers")?,
+                    None => n_layer,
+                },
+                n_head: usize_key("num_heads")?,
+                d_model: usize_key("d_model")?,
+                d_kv: usize_key("d_kv")?,
+                d_ff: usize_key("d_ff")?,
+                activation,
+                context: usize_key("n_positions").unwrap_or(512),
+                relative_buckets: usize_key("relative_attention_num_buckets").unwrap_or(32),
+                relative_max_distance: usize_key("relative_attention_max_distance").unwrap_or(128),
+                layer_norm_epsilon: float_key("layer_norm_epsilon", Some(1e-6))?,
+                tie_embeddings,
+                scale_logits,
+                decoder_start_id: usize_key("decoder_start_token_id").unwrap_or(0) as u32,
+                dropout: float_key("dropout_rate", Some(0.0))?,
+            }))
+        }
         other => bail!(
             "{path}: model_type {other:?} (architectures {architectures:?}) is not supported; \
              dapt reads gpt2 (GPT2LMHeadModel), llama (LlamaForCausalLM), bert \
-             (BertForMaskedLM) and roberta (RobertaForMaskedLM)"
+             (BertForMaskedLM), roberta (RobertaForMaskedLM) and t5 \
+             (T5ForConditionalGeneration)"
         ),
     }
 }
@@ -694,6 +886,22 @@ mod tests {
                 context: 30,
                 tie_embeddings: false,
                 ..BertConfig::default()
+            }),
+            ModelConfig::T5(T5Config {
+                vocab_size: 100,
+                n_layer: 2,
+                n_decoder_layer: 1,
+                n_head: 2,
+                d_model: 8,
+                d_kv: 6,
+                d_ff: 16,
+                activation: Activation::GatedGeluTanh,
+                context: 64,
+                tie_embeddings: false,
+                scale_logits: false,
+                decoder_start_id: 0,
+                dropout: 0.1,
+                ..T5Config::default()
             }),
         ];
         for config in configs {

@@ -49,6 +49,7 @@ mod params;
 mod rng;
 mod rope;
 mod scaling;
+mod seq2seq;
 pub mod span;
 mod swiglu;
 #[cfg(test)]
@@ -59,6 +60,7 @@ mod vmath;
 
 pub use config::{
     Activation, BertConfig, EncoderFlavour, GptConfig, LlamaConfig, ModelConfig, RopeScaling,
+    T5Config,
 };
 pub use device::device_from_name;
 pub use eval::{TokenNll, padded_token_nll_rows, pooled_features, token_nll, token_nll_rows};
@@ -75,6 +77,7 @@ pub use norm::Norm;
 pub use objective::{Objective, ObjectiveBatch};
 pub use optim::{AdamWConfig, LrSchedule};
 pub use scaling::{CHINCHILLA_TOKENS_PER_PARAM, ComputeBudget, predicted_loss};
+pub use seq2seq::{CrossAttention, RelativeBias};
 pub use throughput::{RandomTokens, Throughput, measure_training};
 pub use train::{
     BatchSource, Diverged, Initialization, LOG_FILE, Silent, StepRecord, THROUGHPUT_FILE,

@@ -12,6 +12,11 @@
 //! | MLP        | `4d`, GELU (erf or tanh), biases  | gate\|up `2·d_ff`, SwiGLU, no bias           | `d_ff`, GELU, biases                      |
 //! | head       | tied (or own) embedding           | tied (or own) embedding                      | dense, GELU, LayerNorm, tied + bias (MLM) |
 //!
+//! T5 (`T5Config`) is the encoder-decoder made of the same layers: `blocks` are its
+//! encoder (bidirectional) and `decoder_blocks` its decoder (causal, each block with a
+//! cross-attention over the encoder's output); RMS norms, no biases, unscaled attention
+//! with a relative position bias, ReLU or gated-GELU MLP (`seq2seq.rs`).
+//!
 //! Weights are stored `[d_in, d_out]` (burn's `Linear`); `hf.rs` converts to and from the
 //! Hugging Face names and layouts. Generation reuses the same layers with a key/value cache
 //! (`generate.rs`).
@@ -23,12 +28,13 @@ use burn::prelude::*;
 use burn::tensor::activation::{gelu_approximate, softmax};
 
 use crate::attention::self_attention;
-use crate::config::{Activation, BertConfig, GptConfig, LlamaConfig, ModelConfig};
+use crate::config::{Activation, BertConfig, GptConfig, LlamaConfig, ModelConfig, T5Config};
 use crate::gelu::gelu;
 use crate::linear::linear;
 use crate::norm::Norm;
 use crate::rng::SplitMix64;
 use crate::rope::Rope;
+use crate::seq2seq::{CrossAttention, RelativeBias};
 use crate::swiglu::swiglu;
 
 /// GPT-2 initialisation scale for weights and embeddings.
@@ -54,12 +60,22 @@ pub struct Decoder {
     pub lm_head: Option<Linear>,
     /// The output's bias (BERT's masked-LM head).
     pub head_bias: Option<Param<Tensor<1>>>,
+    /// T5: the encoder's relative position bias (`blocks` are the encoder).
+    pub encoder_position_bias: Option<RelativeBias>,
+    /// T5: the decoder's blocks, their relative position bias and final norm.
+    pub decoder_blocks: Vec<Block>,
+    pub decoder_position_bias: Option<RelativeBias>,
+    pub decoder_final_norm: Option<Norm>,
     pub dropout: Dropout,
     #[module(skip)]
     pub context: usize,
     /// Learned position `p` is row `p + position_offset` (RoBERTa: 2).
     #[module(skip)]
     pub position_offset: usize,
+    /// T5: decoder states are multiplied by this before the output (`d_model^-0.5` when
+    /// tied, else 1).
+    #[module(skip)]
+    pub logit_scale: f64,
 }
 
 /// One transformer layer. Pre-norm (decoders): `x + f(norm(x))` per sublayer; post-norm
@@ -73,6 +89,9 @@ pub struct Block {
     pub dropout: Dropout,
     #[module(skip)]
     pub post_norm: bool,
+    /// T5's decoder blocks: the norm and attention over the encoder's output.
+    pub cross_norm: Option<Norm>,
+    pub cross_attention: Option<CrossAttention>,
 }
 
 /// BERT's head transform: `norm(act(dense(h)))` before the tied output.
@@ -120,6 +139,9 @@ pub struct SelfAttention {
     /// A position attends to those before it only (decoders), or to all (encoders).
     #[module(skip)]
     pub causal: bool,
+    /// Scores scaled by `1/sqrt(head_dim)`; T5 scales none (its init folds it into q).
+    #[module(skip)]
+    pub scaled: bool,
 }
 
 #[derive(Module, Debug)]
@@ -175,6 +197,9 @@ impl ModelConfig {
     /// 1/sqrt(2·n_layer), zero biases, unit norm gains). Same seed, same weights.
     pub fn init(&self, seed: u64, device: &Device) -> Result<Decoder> {
         self.validate()?;
+        if let Self::T5(c) = self {
+            return Ok(init_t5(c, seed, device));
+        }
         let shape = self.shape();
         let (rms, epsilon, biases, activation, rope) = match self {
             Self::Gpt(GptConfig {
@@ -187,6 +212,7 @@ impl ModelConfig {
                 layer_norm_epsilon,
                 ..
             }) => (false, *layer_norm_epsilon, true, *activation, None),
+            Self::T5(_) => unreachable!("built by init_t5"),
             Self::Llama(LlamaConfig {
                 head_dim,
                 rope_theta,
@@ -206,9 +232,10 @@ impl ModelConfig {
             n_kv_head: shape.n_kv_head,
             head_dim: shape.head_dim,
         };
-        let expanded = match activation {
-            Activation::SwiGlu => 2 * shape.d_ff,
-            Activation::Gelu | Activation::GeluTanh => shape.d_ff,
+        let expanded = if activation.is_gated() {
+            2 * shape.d_ff
+        } else {
+            shape.d_ff
         };
         let mut init = Initializer {
             rng: SplitMix64::new(seed),
@@ -235,6 +262,7 @@ impl ModelConfig {
                     heads,
                     rope: rope.clone(),
                     causal: !encoder,
+                    scaled: true,
                 },
                 mlp_norm: init.norm(d, rms, epsilon),
                 mlp: Mlp {
@@ -244,6 +272,8 @@ impl ModelConfig {
                 },
                 dropout: DropoutConfig::new(shape.dropout).init(),
                 post_norm: encoder,
+                cross_norm: None,
+                cross_attention: None,
             })
             .collect();
         let final_norm = (!encoder).then(|| init.norm(d, rms, epsilon));
@@ -267,10 +297,109 @@ impl ModelConfig {
             head_transform,
             lm_head,
             head_bias,
+            encoder_position_bias: None,
+            decoder_blocks: Vec::new(),
+            decoder_position_bias: None,
+            decoder_final_norm: None,
             dropout: DropoutConfig::new(shape.dropout).init(),
             context: shape.context,
             position_offset,
+            logit_scale: 1.0,
         })
+    }
+}
+
+/// A fresh T5: the encoder in `blocks`, the decoder in `decoder_blocks` (GPT-2's init
+/// scheme, as the other families; T5's own scales q by `(d_model·d_kv)^-0.5`).
+fn init_t5(c: &T5Config, seed: u64, device: &Device) -> Decoder {
+    let mut init = Initializer {
+        rng: SplitMix64::new(seed),
+        device,
+    };
+    let d = c.d_model;
+    let heads = Heads {
+        n_head: c.n_head,
+        n_kv_head: c.n_head,
+        head_dim: c.d_kv,
+    };
+    let inner = heads.q_width();
+    let expanded = if c.activation.is_gated() {
+        2 * c.d_ff
+    } else {
+        c.d_ff
+    };
+    let residual_std = INIT_STD / (2.0 * (c.n_layer + c.n_decoder_layer) as f64).sqrt();
+    let token_embedding = init.embedding(c.vocab_size, d);
+    let block = |init: &mut Initializer, causal: bool, cross: bool| Block {
+        attention_norm: init.norm(d, true, c.layer_norm_epsilon),
+        attention: SelfAttention {
+            qkv: init.linear(d, heads.width(), INIT_STD, false),
+            output: init.linear(inner, d, residual_std, false),
+            heads,
+            rope: None,
+            causal,
+            scaled: false,
+        },
+        cross_norm: cross.then(|| init.norm(d, true, c.layer_norm_epsilon)),
+        cross_attention: cross.then(|| CrossAttention {
+            query: init.linear(d, inner, INIT_STD, false),
+            key_value: init.linear(d, 2 * inner, INIT_STD, false),
+            output: init.linear(inner, d, residual_std, false),
+            heads,
+        }),
+        mlp_norm: init.norm(d, true, c.layer_norm_epsilon),
+        mlp: Mlp {
+            expand: init.linear(d, expanded, INIT_STD, false),
+            contract: init.linear(c.d_ff, d, residual_std, false),
+            activation: c.activation,
+        },
+        dropout: DropoutConfig::new(c.dropout).init(),
+        post_norm: false,
+    };
+    let blocks = (0..c.n_layer)
+        .map(|_| block(&mut init, false, false))
+        .collect();
+    let encoder_position_bias = Some(RelativeBias::new(
+        init.embedding(c.relative_buckets, c.n_head),
+        true,
+        c.relative_max_distance,
+    ));
+    let final_norm = Some(init.norm(d, true, c.layer_norm_epsilon));
+    let decoder_blocks = (0..c.n_decoder_layer)
+        .map(|_| block(&mut init, true, true))
+        .collect();
+    let decoder_position_bias = Some(RelativeBias::new(
+        init.embedding(c.relative_buckets, c.n_head),
+        false,
+        c.relative_max_distance,
+    ));
+    let decoder_final_norm = Some(init.norm(d, true, c.layer_norm_epsilon));
+    let lm_head = (!c.tie_embeddings).then(|| Linear {
+        weight: init.normal([d, c.vocab_size], INIT_STD),
+        bias: None,
+    });
+    Decoder {
+        token_embedding,
+        position_embedding: None,
+        token_type_embedding: None,
+        embedding_norm: None,
+        blocks,
+        final_norm,
+        head_transform: None,
+        lm_head,
+        head_bias: None,
+        encoder_position_bias,
+        decoder_blocks,
+        decoder_position_bias,
+        decoder_final_norm,
+        dropout: DropoutConfig::new(c.dropout).init(),
+        context: c.context,
+        position_offset: 0,
+        logit_scale: if c.scale_logits {
+            1.0 / (d as f64).sqrt()
+        } else {
+            1.0
+        },
     }
 }
 
@@ -307,9 +436,15 @@ impl Decoder {
         self.token_embedding.weight.dims()[1]
     }
 
-    /// Whether positions see only those before them (decoders) or all (encoders).
+    /// Whether positions see only those before them (decoders) or all (encoders, and
+    /// an encoder-decoder's encoder).
     pub fn is_causal(&self) -> bool {
         self.blocks.first().is_none_or(|b| b.attention.causal)
+    }
+
+    /// Whether the model is an encoder-decoder (T5).
+    pub fn is_seq2seq(&self) -> bool {
+        !self.decoder_blocks.is_empty()
     }
 
     /// The last layer's hidden states `[B, T, d_model]` for token ids `[B, T]` (after the
@@ -321,6 +456,9 @@ impl Decoder {
             "sequence of {seq_len} tokens exceeds the model context of {}",
             self.context()
         );
+        if self.is_seq2seq() {
+            return self.encode(ids);
+        }
         let mut x = self.dropout.forward(self.embed(ids, 0));
         for block in &self.blocks {
             x = block.forward(x);
@@ -363,9 +501,12 @@ impl Decoder {
     }
 
     /// The output head over hidden states `[B, T, d]`.
-    fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+    pub(crate) fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         let [batch, seq_len, d_model] = hidden.dims();
         let mut flat = hidden.reshape([batch * seq_len, d_model]);
+        if self.logit_scale != 1.0 {
+            flat = flat * self.logit_scale;
+        }
         if let Some(transform) = &self.head_transform {
             flat = transform.forward(flat);
         }
@@ -383,7 +524,7 @@ impl Decoder {
         let [_, seq_len] = ids.dims();
         let start = cache.len;
         ensure!(
-            self.is_causal(),
+            self.is_causal() && !self.is_seq2seq(),
             "generation needs a decoder; an encoder's positions see the ones after them"
         );
         ensure!(
@@ -484,7 +625,7 @@ impl Block {
 }
 
 impl SelfAttention {
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+    pub(crate) fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let mut qkv = apply(&self.qkv, x);
         if let Some(rope) = &self.rope {
             qkv = rope.rotate_qkv(qkv, self.heads, 0);
@@ -552,7 +693,7 @@ impl SelfAttention {
 }
 
 impl Mlp {
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+    pub(crate) fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let activated = activate(self.activation, apply(&self.expand, x));
         apply(&self.contract, activated)
     }
@@ -573,11 +714,16 @@ fn activate(activation: Activation, x: Tensor<3>) -> Tensor<3> {
         Activation::Gelu => gelu(x),
         Activation::GeluTanh => gelu_approximate(x),
         Activation::SwiGlu => swiglu(x),
+        Activation::Relu => burn::tensor::activation::relu(x),
+        Activation::GatedGeluTanh => {
+            let half = x.dims()[2] / 2;
+            gelu_approximate(x.clone().narrow(2, 0, half)) * x.narrow(2, half, half)
+        }
     }
 }
 
 /// `layer` over the last dimension of `[B, T, d_in]`, as one `[B·T, d_in]` product.
-fn apply(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
+pub(crate) fn apply(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
     let [batch, seq_len, d_input] = x.dims();
     let bias = layer.bias.as_ref().map(|bias| bias.val());
     let y = linear(
@@ -650,9 +796,33 @@ mod tests {
         [tiny(tie), tiny_llama(tie), tiny_bert(tie)]
     }
 
+    fn tiny_t5(tie_embeddings: bool) -> ModelConfig {
+        ModelConfig::T5(T5Config {
+            vocab_size: 50,
+            n_layer: 2,
+            n_decoder_layer: 1,
+            n_head: 2,
+            d_model: 16,
+            d_kv: 6,
+            d_ff: 24,
+            activation: if tie_embeddings {
+                Activation::Relu
+            } else {
+                Activation::GatedGeluTanh
+            },
+            context: 8,
+            relative_buckets: 8,
+            tie_embeddings,
+            ..T5Config::default()
+        })
+    }
+
     #[test]
     fn param_count_matches_the_built_model() {
         for tie in [true, false] {
+            let t5 = tiny_t5(tie);
+            let model = t5.init(0, &Device::flex()).unwrap();
+            assert_eq!(model.num_params(), t5.param_count(), "{t5:?}");
             for config in every_family(tie) {
                 let model = config.init(0, &Device::flex()).unwrap();
                 assert_eq!(model.num_params(), config.param_count(), "{config:?}");

@@ -81,6 +81,48 @@ fn exported_safetensors_reload_to_identical_logits() {
 }
 
 #[test]
+fn an_exported_t5_reloads_to_identical_logits() {
+    let device = Device::flex();
+    for (tie, activation) in [
+        (true, dapt_model::Activation::Relu),
+        (false, dapt_model::Activation::GatedGeluTanh),
+    ] {
+        let config = dapt_model::ModelConfig::T5(dapt_model::T5Config {
+            vocab_size: 48,
+            n_layer: 2,
+            n_decoder_layer: 2,
+            n_head: 2,
+            d_model: 32,
+            d_kv: 8,
+            d_ff: 40,
+            activation,
+            context: 16,
+            relative_buckets: 8,
+            relative_max_distance: 20,
+            tie_embeddings: tie,
+            scale_logits: tie,
+            ..dapt_model::T5Config::default()
+        });
+        let model = config.init(21, &device).unwrap();
+        let dir = scratch_dir(&format!("export-roundtrip-t5-{tie}"));
+        export_model(&model, &config, &dir).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&fs::read(dir.join("config.json")).unwrap()).unwrap();
+        assert_eq!(json["architectures"][0], "T5ForConditionalGeneration");
+        let (reloaded, reloaded_config) = load_exported(&dir, &device).unwrap();
+        assert_eq!(reloaded_config, config);
+        let input = ids_tensor(&[5, 9, 1, 47, 0, 3, 3, 8], 2, 4, &device);
+        let decoder = ids_tensor(&[0, 4, 7, 0, 2, 2], 2, 3, &device);
+        assert_eq!(
+            model
+                .forward_seq2seq(input.clone(), decoder.clone())
+                .into_data(),
+            reloaded.forward_seq2seq(input, decoder).into_data(),
+        );
+    }
+}
+
+#[test]
 fn uniform_logits_cost_ln_vocab_per_token() {
     let vocab = 50;
     let config = tiny_model(vocab);

@@ -2,9 +2,11 @@
 //!
 //! The fixtures under `tests/fixtures/hf/` are made by `scripts/make_hf_fixtures.py`
 //! (GPT-2 with tanh and erf GELU, tied and untied; Llama with grouped-query attention,
-//! tied and untied, rope scaling; BERT and RoBERTa masked LMs): each folder is what
+//! tied and untied, rope scaling; BERT and RoBERTa masked LMs; T5 with ReLU and a tied,
+//! scaled head, and with gated GELU and its own head): each folder is what
 //! `save_pretrained` wrote, plus `reference.safetensors` with the `input_ids` it was run
-//! on and the `logits` it gave (and, for encoders, the last layer's `hidden_states`).
+//! on (and T5's `decoder_input_ids`) and the `logits` it gave (and, for encoders, the last
+//! layer's `hidden_states`, T5's `encoder_hidden_states`).
 //! `just test-hf` checks the other direction (dapt's exports load in transformers).
 
 use std::path::{Path, PathBuf};
@@ -14,15 +16,7 @@ use dapt_model::{ids_tensor, load_exported};
 use safetensors::SafeTensors;
 use safetensors::tensor::Dtype;
 
-/// Fixtures of the families dapt imports (T5's, `t5_*`, are made by the same script for
-/// the encoder-decoder family, which dapt does not read yet).
 fn fixtures() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = all_fixtures().into_iter().filter(|p| !is_t5(p)).collect();
-    dirs.sort();
-    dirs
-}
-
-fn all_fixtures() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf");
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap_or_else(|e| panic!("reading {}: {e}", root.display()))
@@ -33,33 +27,11 @@ fn all_fixtures() -> Vec<PathBuf> {
     dirs
 }
 
-fn is_t5(dir: &Path) -> bool {
-    let config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
-    config["model_type"] == "t5"
-}
-
-#[test]
-fn a_model_type_dapt_does_not_read_is_refused_by_name() {
-    let t5: Vec<PathBuf> = all_fixtures().into_iter().filter(|p| is_t5(p)).collect();
-    assert!(!t5.is_empty(), "the T5 fixtures are missing");
-    for dir in t5 {
-        let error = load_exported(&dir, &Device::flex()).unwrap_err();
-        let message = format!("{error:#}");
-        assert!(
-            message.contains("config.json") && message.contains("\"t5\""),
-            "{message}"
-        );
-    }
-}
-
-/// `input_ids` (as u32, with their [B, T] shape) and the flat `logits`.
-fn reference(dir: &Path) -> (Vec<u32>, [usize; 2], Vec<f32>, Vec<usize>) {
-    let bytes = std::fs::read(dir.join("reference.safetensors")).unwrap();
-    let tensors = SafeTensors::deserialize(&bytes).unwrap();
-    let ids = tensors.tensor("input_ids").unwrap();
+/// Integer ids of a reference file (`input_ids`, `decoder_input_ids`), with their shape.
+fn ids(tensors: &SafeTensors, name: &str) -> Option<(Vec<u32>, [usize; 2])> {
+    let ids = tensors.tensor(name).ok()?;
     let shape = [ids.shape()[0], ids.shape()[1]];
-    let ids: Vec<u32> = match ids.dtype() {
+    let values = match ids.dtype() {
         Dtype::I64 => ids
             .data()
             .chunks_exact(8)
@@ -70,8 +42,16 @@ fn reference(dir: &Path) -> (Vec<u32>, [usize; 2], Vec<f32>, Vec<usize>) {
             .chunks_exact(4)
             .map(|b| i32::from_le_bytes(b.try_into().unwrap()) as u32)
             .collect(),
-        other => panic!("input_ids of {} are {other:?}", dir.display()),
+        other => panic!("{name} is {other:?}"),
     };
+    Some((values, shape))
+}
+
+/// `input_ids` (as u32, with their [B, T] shape) and the flat `logits`.
+fn reference(dir: &Path) -> (Vec<u32>, [usize; 2], Vec<f32>, Vec<usize>) {
+    let bytes = std::fs::read(dir.join("reference.safetensors")).unwrap();
+    let tensors = SafeTensors::deserialize(&bytes).unwrap();
+    let (ids, shape) = ids(&tensors, "input_ids").expect("input_ids");
     let (values, logits_shape) = floats(&tensors, "logits").unwrap();
     (ids, shape, values, logits_shape)
 }
@@ -103,7 +83,13 @@ fn imported_transformers_models_give_transformers_logits() {
         .iter()
         .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    for (family, count) in [("gpt2", 2), ("llama", 2), ("bert", 1), ("roberta", 1)] {
+    for (family, count) in [
+        ("gpt2", 2),
+        ("llama", 2),
+        ("bert", 1),
+        ("roberta", 1),
+        ("t5", 2),
+    ] {
         assert!(
             names.iter().filter(|n| n.starts_with(family)).count() >= count,
             "expected {count} {family} fixtures, found {names:?}"
@@ -115,14 +101,22 @@ fn imported_transformers_models_give_transformers_logits() {
             .unwrap_or_else(|e| panic!("importing {}: {e:#}", dir.display()));
         let (ids, [rows, cols], expected, shape) = reference(dir);
         let ids = ids_tensor(&ids, rows, cols, &device);
-        let logits = model.forward(ids.clone());
+        let bytes = std::fs::read(dir.join("reference.safetensors")).unwrap();
+        let tensors = SafeTensors::deserialize(&bytes).unwrap();
+        // An encoder-decoder reads the input and the decoder's own ids.
+        let logits = match self::ids(&tensors, "decoder_input_ids") {
+            Some((decoder, [r, c])) => {
+                model.forward_seq2seq(ids.clone(), ids_tensor(&decoder, r, c, &device))
+            }
+            None => model.forward(ids.clone()),
+        };
         assert_eq!(logits.dims().to_vec(), shape, "{}", dir.display());
         let got = logits.into_data().try_into_vec::<f32>().unwrap();
         let max_diff = max_abs_diff(&got, &expected);
         // An encoder's last hidden states feed the sentiment probe: compared too.
-        let bytes = std::fs::read(dir.join("reference.safetensors")).unwrap();
-        let tensors = SafeTensors::deserialize(&bytes).unwrap();
-        if let Some((expected, shape)) = floats(&tensors, "hidden_states") {
+        if let Some((expected, shape)) =
+            floats(&tensors, "hidden_states").or_else(|| floats(&tensors, "encoder_hidden_states"))
+        {
             let hidden = model.hidden_states(ids);
             assert_eq!(hidden.dims().to_vec(), shape, "{}", dir.display());
             let got = hidden.into_data().try_into_vec::<f32>().unwrap();

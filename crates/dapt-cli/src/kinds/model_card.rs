@@ -83,6 +83,7 @@ pub fn render(card: &Card) -> String {
             dapt_model::EncoderFlavour::Bert => "BertForMaskedLM",
             dapt_model::EncoderFlavour::Roberta => "RobertaForMaskedLM",
         },
+        ModelConfig::T5(_) => "T5ForConditionalGeneration",
     };
     let _ = writeln!(
         w,
