@@ -11,6 +11,8 @@
 //! - [`sample`]: deterministic, seed-keyed sampling of documents by id.
 //! - [`masked`]: an encoder's per-domain masked-token loss (the same seeded masks for every
 //!   model) and pseudo-perplexity.
+//! - [`span`]: an encoder-decoder's per-domain span-corruption loss (the same seeded spans
+//!   for every model).
 
 pub mod lm;
 pub mod masked;
@@ -18,6 +20,7 @@ pub mod metrics;
 pub mod probe;
 pub mod sample;
 pub mod sentiment;
+pub mod span;
 
 pub use lm::{LmEvalConfig, LmScore, score_documents};
 pub use masked::{MaskedLmConfig, MaskedScore, masked_progress_total, score_masked};
@@ -28,3 +31,4 @@ pub use sentiment::{
     SentimentConfig, SentimentExample, SentimentScores, SentimentTask, evaluate_sentiment,
     sentiment_progress_total, zero_shot_prompt, zero_shot_scores,
 };
+pub use span::{SpanEvalConfig, SpanScore, score_span};

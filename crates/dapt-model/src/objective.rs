@@ -7,6 +7,11 @@
 //!   ([`crate::mlm`]: 15% of the non-special tokens, 80% of those replaced by the mask
 //!   token, 10% by a random token, 10% kept), and only the chosen positions predict
 //!   their original token.
+//! - `span` (encoder-decoders, T5's objective): spans of the row's first `seq_len` ids
+//!   (15% of them, mean length 3) are dropped from the encoder's input, each replaced by a
+//!   sentinel, and the decoder predicts the sentinels followed by the spans
+//!   ([`crate::span`]); every example has the same input and target lengths, so a batch
+//!   needs no padding.
 //!
 //! The masks are a pure function of a seed: training draws one per micro-batch from
 //! `(run seed, micro-batch counter)`, the counter the checkpoint already stores, so a
@@ -21,8 +26,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::ModelConfig;
 use crate::loss::per_token_nll;
 use crate::mlm::{IGNORE_INDEX, MlmConfig, MlmVocab, mask_tokens};
-use crate::model::ids_tensor;
+use crate::model::{Decoder, ids_tensor};
 use crate::rng::derive_seed;
+use crate::span::{SpanConfig, corrupt, input_and_target_lengths, noise_mask};
 
 /// Salts the mask streams apart from the dropout streams drawn from the same counter.
 const MASK_STREAM: u64 = 0x6d61_736b_5f6c_6d00;
@@ -43,12 +49,25 @@ pub enum Objective {
         /// Ids never masked nor drawn as replacements (end of text, padding, ...).
         special: Vec<u32>,
     },
+    /// Span corruption.
+    Span {
+        #[serde(default)]
+        noise: SpanConfig,
+        /// `<extra_id_0>`, `<extra_id_1>`, ...: the tokenizer's sentinel ids, in order.
+        sentinels: Vec<u32>,
+        /// Closes the input and the targets.
+        eos: u32,
+        /// The decoder's first input.
+        decoder_start: u32,
+    },
 }
 
 /// One batch as the model and the loss take it.
 pub struct ObjectiveBatch {
-    /// `[B, T]` model inputs.
+    /// `[B, T]` model inputs (the encoder's, for span corruption).
     pub inputs: Tensor<2, Int>,
+    /// `[B, Td]` the decoder's inputs: the targets shifted right after the start token.
+    pub decoder_inputs: Option<Tensor<2, Int>>,
     /// `[B, T]` ids each position predicts (any valid id where it predicts nothing).
     pub targets: Tensor<2, Int>,
     /// `[B, T]`, 1 where a position counts in the loss; `None`: every position counts.
@@ -62,13 +81,39 @@ impl Objective {
         match self {
             Self::Clm => "clm",
             Self::Mlm { .. } => "mlm",
+            Self::Span { .. } => "span",
         }
     }
 
     /// Checks the objective fits the model: causal LM needs a decoder, masked LM an
-    /// encoder whose vocabulary holds the mask token.
+    /// encoder whose vocabulary holds the mask token, span corruption an encoder-decoder.
     pub fn validate(&self, model: &ModelConfig) -> Result<()> {
         match self {
+            Self::Span {
+                noise,
+                sentinels,
+                eos,
+                decoder_start,
+            } => {
+                ensure!(
+                    model.is_seq2seq(),
+                    "objective span trains an encoder-decoder (t5), not the {} family",
+                    model.family()
+                );
+                noise.validate()?;
+                ensure!(
+                    !sentinels.is_empty(),
+                    "objective span needs sentinel tokens <extra_id_0>, ... in the tokenizer"
+                );
+                let vocab = model.vocab_size() as u32;
+                if let Some(bad) = sentinels
+                    .iter()
+                    .chain([eos, decoder_start])
+                    .find(|&&id| id >= vocab)
+                {
+                    bail!("objective span: id {bad} is outside the vocabulary of {vocab}");
+                }
+            }
             Self::Clm => ensure!(
                 model.causal(),
                 "objective clm trains a decoder (gpt, llama), not the {} family",
@@ -129,9 +174,43 @@ impl Objective {
                 let rows = ids_tensor(ids, batch, width, device);
                 Ok(ObjectiveBatch {
                     inputs: rows.clone().narrow(1, 0, seq_len),
+                    decoder_inputs: None,
                     targets: rows.narrow(1, 1, seq_len),
                     weights: None,
                     predicted: batch * seq_len,
+                })
+            }
+            Self::Span {
+                noise,
+                sentinels,
+                eos,
+                decoder_start,
+            } => {
+                let (input_len, target_len) = input_and_target_lengths(seq_len, noise);
+                let mut inputs = Vec::with_capacity(batch * input_len);
+                let mut targets = Vec::with_capacity(batch * target_len);
+                let mut decoder = Vec::with_capacity(batch * target_len);
+                for (row, tokens) in ids.chunks_exact(width).enumerate() {
+                    let tokens = &tokens[..seq_len];
+                    let mask = noise_mask(seq_len, noise, derive_seed(seed, row as u64));
+                    let (input, target) = corrupt(tokens, &mask, sentinels, Some(*eos))?;
+                    ensure!(
+                        (input.len(), target.len()) == (input_len, target_len),
+                        "span corruption gave {} inputs and {} targets, not {input_len} and {target_len}",
+                        input.len(),
+                        target.len()
+                    );
+                    decoder.push(*decoder_start);
+                    decoder.extend_from_slice(&target[..target_len - 1]);
+                    inputs.extend(input);
+                    targets.extend(target);
+                }
+                Ok(ObjectiveBatch {
+                    inputs: ids_tensor(&inputs, batch, input_len, device),
+                    decoder_inputs: Some(ids_tensor(&decoder, batch, target_len, device)),
+                    targets: ids_tensor(&targets, batch, target_len, device),
+                    weights: None,
+                    predicted: batch * target_len,
                 })
             }
             Self::Mlm {
@@ -157,6 +236,7 @@ impl Objective {
                 let predicted = weights.iter().filter(|&&w| w > 0.0).count();
                 Ok(ObjectiveBatch {
                     inputs: ids_tensor(&inputs, batch, seq_len, device),
+                    decoder_inputs: None,
                     targets: ids_tensor(&targets, batch, seq_len, device),
                     weights: Some(Tensor::from_data(
                         TensorData::new(weights, [batch, seq_len]),
@@ -170,6 +250,15 @@ impl Objective {
 }
 
 impl ObjectiveBatch {
+    /// The model's logits for this batch: over the decoder's inputs for an
+    /// encoder-decoder, over the inputs otherwise.
+    pub fn logits(&self, model: &Decoder) -> Tensor<3> {
+        match &self.decoder_inputs {
+            Some(decoder) => model.forward_seq2seq(self.inputs.clone(), decoder.clone()),
+            None => model.forward(self.inputs.clone()),
+        }
+    }
+
     /// Summed NLL (nats) over the positions that count, shape `[1]`.
     pub fn sum_nll(&self, logits: Tensor<3>) -> Tensor<1> {
         let nll = per_token_nll(logits, self.targets.clone());

@@ -460,7 +460,7 @@ fn accumulate_gradients(
             mask_seed,
             device,
         )?;
-        let loss = batch.mean_nll(model.forward(batch.inputs.clone()));
+        let loss = batch.mean_nll(batch.logits(model));
         total_loss += f64::from(loss.clone().into_scalar::<f32>());
         let mut grads = (loss / micro_batches as f64).backward();
         let micro = take_gradients(model, &mut grads);
@@ -513,11 +513,7 @@ fn validation_losses(
                     )
                 })
                 .with_context(|| format!("validation set {}", set.name))?;
-            nll += f64::from(
-                batch
-                    .sum_nll(model.forward(batch.inputs.clone()))
-                    .into_scalar::<f32>(),
-            );
+            nll += f64::from(batch.sum_nll(batch.logits(&model)).into_scalar::<f32>());
             tokens += batch.predicted;
         }
         losses.push((set.name.clone(), nll / tokens.max(1) as f64));

@@ -566,13 +566,14 @@ struct ObjectiveRow {
     probe: Option<f64>,
 }
 
-/// The families side by side when the evaluation scored encoders too (`masked_lm`): which
+/// The families side by side when the evaluation scored encoders or encoder-decoders too
+/// (`masked_lm`, `span_lm`): which
 /// adapted most to the target domain, which kept the reference domain best, which probes
 /// sentiment best. Losses of different objectives are not comparable with each other; each
 /// model's change from its own initialisation is.
 fn objectives_section(w: &mut String, input: &ReportInput) {
     let eval = input.evaluation.counts_value();
-    if at(&eval, &["masked_lm"]).is_none() {
+    if at(&eval, &["masked_lm"]).is_none() && at(&eval, &["span_lm"]).is_none() {
         return;
     }
     let (target, reference) = (&input.target_domain, &input.reference_domain);
@@ -589,14 +590,17 @@ fn objectives_section(w: &mut String, input: &ReportInput) {
             let mut loss = BTreeMap::new();
             let mut pseudo_perplexity = BTreeMap::new();
             for domain in [target, reference] {
-                let value = if objective == "mlm" {
-                    if let Some(p) = num(&eval, &["masked_lm", &name, domain, "pseudo_perplexity"])
-                    {
-                        pseudo_perplexity.insert(domain.clone(), p);
+                let value = match objective.as_str() {
+                    "mlm" => {
+                        if let Some(p) =
+                            num(&eval, &["masked_lm", &name, domain, "pseudo_perplexity"])
+                        {
+                            pseudo_perplexity.insert(domain.clone(), p);
+                        }
+                        num(&eval, &["masked_lm", &name, domain, "masked_loss"])
                     }
-                    num(&eval, &["masked_lm", &name, domain, "masked_loss"])
-                } else {
-                    num(&eval, &["lm", &name, domain, "token_loss"])
+                    "span" => num(&eval, &["span_lm", &name, domain, "span_loss"]),
+                    _ => num(&eval, &["lm", &name, domain, "token_loss"]),
                 };
                 if let Some(v) = value {
                     loss.insert(domain.clone(), v);
@@ -637,11 +641,12 @@ fn objectives_section(w: &mut String, input: &ReportInput) {
         w,
         "\n## Pre-training objectives side by side\n\nEach model's loss is its own objective's \
          on the {} split, in nats per predicted token: the next token for causal LM (clm), the \
-         masked tokens (the same seeded masks for every model) for masked LM (mlm). The two \
-         are not comparable with each other; each model's change from the model it continued \
-         is. Pseudo-perplexity (Salazar et al. 2020) scores every token masked alone. Probe: \
-         sentiment accuracy of a linear probe on mean-pooled final states, averaged over the \
-         datasets.\n",
+         masked tokens (the same seeded masks for every model) for masked LM (mlm), the \
+         sentinels and dropped spans (the same seeded spans) for span corruption (span). \
+         Losses of different objectives are not comparable with each other; each model's \
+         change from the model it continued is. Pseudo-perplexity (Salazar et al. 2020) scores every token masked alone. Probe: \
+         sentiment accuracy of a linear probe on mean-pooled final states (the encoder's, for \
+         an encoder-decoder), averaged over the datasets.\n",
         input.split()
     );
     let _ = writeln!(

@@ -8,7 +8,9 @@
 //!   Documents longer than the window are scored in rolling windows sliding by `stride`.
 //!   Encoders (masked-LM models) get `masked_lm` scores instead, on the same documents:
 //!   masked-token loss under the same seeded masks for every model, and pseudo-perplexity
-//!   over the first `pseudo_tokens` tokens of each domain (`dapt_eval::masked`).
+//!   over the first `pseudo_tokens` tokens of each domain (`dapt_eval::masked`); encoder-
+//!   decoders get `span_lm`: the span-corruption loss under the same seeded spans for every
+//!   model (`dapt_eval::span`).
 //! - **Sentiment**, per dataset of the `sentiment` stage's documents (grouped by corpus): a
 //!   linear probe on mean-pooled features (train split → test split), zero-shot label-word
 //!   likelihood after `{text}{prompt}` (decoders only), and the majority class, each with
@@ -27,12 +29,14 @@ use dapt_dag::{ParamError, RunReport, StageContext, StageKind, parse_params};
 use dapt_eval::lm::ScoredDocument;
 use dapt_eval::{
     LmEvalConfig, LmScore, MaskedLmConfig, MaskedScore, ProbeConfig, SentimentConfig,
-    SentimentExample, SentimentScores, SentimentTask, evaluate_sentiment, hash_order,
-    score_documents, score_masked, sentiment_progress_total, take_until_tokens,
+    SentimentExample, SentimentScores, SentimentTask, SpanEvalConfig, SpanScore,
+    evaluate_sentiment, hash_order, score_documents, score_masked, score_span,
+    sentiment_progress_total, take_until_tokens,
 };
 use dapt_model::mlm::{MlmConfig, MlmVocab};
+use dapt_model::span::{SpanConfig, raw_length_for_inputs};
 use dapt_tokenize::{
-    Document, DocumentEncoder, MASK, TokenShardReader, end_of_text_id, load_tokenizer,
+    Document, DocumentEncoder, MASK, TokenShardReader, end_of_text_id, load_tokenizer, sentinel,
     special_token_ids,
 };
 use serde::{Deserialize, Serialize};
@@ -76,6 +80,9 @@ struct Params {
     /// Encoders: the masks of the masked-token loss (the training defaults).
     #[serde(default)]
     masking: MlmConfig,
+    /// Encoder-decoders: the corruption of the span loss (the training defaults).
+    #[serde(default)]
+    noise: SpanConfig,
     #[serde(default = "default_device")]
     device: String,
     #[serde(default = "default_max_train")]
@@ -210,6 +217,8 @@ struct Workload {
     end_of_text: u32,
     /// The mask token and special ids, when the tokenizer has a mask token (encoders).
     mlm_vocab: Option<MlmVocab>,
+    /// The sentinel ids `<extra_id_i>` the tokenizer has (encoder-decoders).
+    sentinels: Vec<u32>,
     domains: BTreeMap<String, DomainDocs>,
     tasks: Vec<SentimentTask>,
 }
@@ -220,6 +229,8 @@ struct ModelScores {
     lm: BTreeMap<String, LmScore>,
     /// Encoders' masked-LM scores per domain.
     masked_lm: BTreeMap<String, MaskedScore>,
+    /// Encoder-decoders' span-corruption scores per domain.
+    span_lm: BTreeMap<String, SpanScore>,
     sentiment: BTreeMap<String, SentimentScores>,
     /// Wall-clock seconds: `lm`, `sentiment`, `total`.
     seconds: BTreeMap<String, f64>,
@@ -283,9 +294,13 @@ impl StageKind for EvaluateKind {
             vocab_size: tokenizer.get_vocab_size(true) as u32,
             special: special_token_ids(&tokenizer),
         });
+        let sentinels: Vec<u32> = (0..)
+            .map_while(|i| tokenizer.token_to_id(&sentinel(i)))
+            .collect();
         let work = Workload {
             end_of_text,
             mlm_vocab,
+            sentinels,
             domains,
             tasks,
         };
@@ -314,22 +329,25 @@ impl StageKind for EvaluateKind {
         let results = ctx.for_each_shard("models", p.models.len(), |i| {
             let name = &p.models[i];
             let dir = super::training::model_dir(&ctx.input_dir(name));
-            let (model, _) = dapt_model::load_exported(&dir, &device)
+            let (model, config) = dapt_model::load_exported(&dir, &device)
                 .with_context(|| format!("loading model of `{name}` from {}", dir.display()))?;
             ctx.status(&format!("scoring `{name}`"));
-            score_model(&model, &work, &p, &mut |n| ctx.add_progress(n))
+            score_model(&model, &config, &work, &p, &mut |n| ctx.add_progress(n))
                 .with_context(|| format!("evaluating model `{name}`"))
         })?;
 
         let mut lm = BTreeMap::new();
         let mut masked_lm = BTreeMap::new();
+        let mut span_lm = BTreeMap::new();
         let mut sentiment = BTreeMap::new();
         let mut seconds = BTreeMap::new();
         for (name, scores) in p.models.iter().zip(results) {
-            if scores.masked_lm.is_empty() {
-                lm.insert(name.clone(), serde_json::to_value(&scores.lm)?);
-            } else {
+            if !scores.masked_lm.is_empty() {
                 masked_lm.insert(name.clone(), serde_json::to_value(&scores.masked_lm)?);
+            } else if !scores.span_lm.is_empty() {
+                span_lm.insert(name.clone(), serde_json::to_value(&scores.span_lm)?);
+            } else {
+                lm.insert(name.clone(), serde_json::to_value(&scores.lm)?);
             }
             if !scores.sentiment.is_empty() {
                 sentiment.insert(name.clone(), serde_json::to_value(&scores.sentiment)?);
@@ -360,6 +378,9 @@ impl StageKind for EvaluateKind {
         counts.insert("lm".into(), serde_json::to_value(lm)?);
         if !masked_lm.is_empty() {
             counts.insert("masked_lm".into(), serde_json::to_value(masked_lm)?);
+        }
+        if !span_lm.is_empty() {
+            counts.insert("span_lm".into(), serde_json::to_value(span_lm)?);
         }
         if !sentiment.is_empty() {
             counts.insert("sentiment".into(), serde_json::to_value(sentiment)?);
@@ -418,6 +439,7 @@ fn same_tokenizer(
 
 fn score_model(
     model: &dapt_model::Decoder,
+    model_config: &dapt_model::ModelConfig,
     work: &Workload,
     p: &Params,
     progress: &mut dyn FnMut(u64),
@@ -436,7 +458,34 @@ fn score_model(
     };
     let mut lm = BTreeMap::new();
     let mut masked_lm = BTreeMap::new();
-    if !model.is_causal() {
+    let mut span_lm = BTreeMap::new();
+    if let dapt_model::ModelConfig::T5(t5) = model_config {
+        anyhow::ensure!(
+            !work.sentinels.is_empty(),
+            "an encoder-decoder is scored by span corruption, but the tokenizer has no <extra_id_0>"
+        );
+        let span = SpanEvalConfig {
+            raw_length: raw_length_for_inputs(context, &p.noise),
+            batch_size: p.batch_size,
+            objective: dapt_model::Objective::Span {
+                noise: p.noise.clone(),
+                sentinels: work.sentinels.clone(),
+                eos: work.end_of_text,
+                decoder_start: t5.decoder_start_id,
+            },
+        };
+        for (domain, docs) in &work.domains {
+            let texts: Vec<&[u32]> = docs
+                .docs
+                .iter()
+                .map(|(t, _)| t.strip_suffix(&[work.end_of_text]).unwrap_or(t))
+                .collect();
+            let score = score_span(model, &texts, &span, &mut |_| {})
+                .with_context(|| format!("scoring domain {domain}"))?;
+            progress(docs.docs.len() as u64);
+            span_lm.insert(domain.clone(), score);
+        }
+    } else if !model.is_causal() {
         let vocab = work.mlm_vocab.clone().with_context(|| {
             format!("an encoder is scored with masks, but the tokenizer has no {MASK} token")
         })?;
@@ -487,6 +536,7 @@ fn score_model(
     Ok(ModelScores {
         lm,
         masked_lm,
+        span_lm,
         sentiment,
         seconds: BTreeMap::from([
             ("lm".to_string(), lm_seconds),

@@ -22,15 +22,16 @@ use std::time::Instant;
 use anyhow::{Context, bail, ensure};
 use dapt_dag::{ParamError, RunReport, StageContext, parse_params};
 use dapt_model::mlm::MlmConfig;
+use dapt_model::span::SpanConfig;
 use dapt_model::{
     AdamWConfig, BatchSource, BertConfig, ComputeBudget, GptConfig, Initialization, LlamaConfig,
-    ModelConfig, Objective, StepRecord, TrainConfig, TrainObserver, TrainRun, ValidationSet,
-    device_from_name, export_model, train,
+    ModelConfig, Objective, StepRecord, T5Config, TrainConfig, TrainObserver, TrainRun,
+    ValidationSet, device_from_name, export_model, train,
 };
 use dapt_report::TrainLog;
 use dapt_tokenize::{
-    MASK, MixtureSampler, PackedTokens, SequenceLoader, TokenBatchSource, load_tokenizer,
-    special_token_ids,
+    MASK, MixtureSampler, PAD, PackedTokens, SequenceLoader, TokenBatchSource, end_of_text_id,
+    load_tokenizer, sentinel, special_token_ids,
 };
 use serde::{Deserialize, Serialize};
 
@@ -45,9 +46,11 @@ pub const MIXTURE_FILE: &str = "mixture.json";
 pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
 
 /// The architecture of a `pretrain` model (the vocabulary comes from the tokenizer).
-/// `family = "gpt"` (the default), `"llama"` or `"bert"` (an encoder, trained by masked
-/// LM); the Llama-only keys default to `n_kv_head = n_head`, `d_ff` = the SwiGLU width
-/// of Llama (8/3·d rounded up to 64) and `rope_theta = 10000`; BERT's `d_ff` to `4·d`.
+/// `family = "gpt"` (the default), `"llama"`, `"bert"` (an encoder, trained by masked
+/// LM) or `"t5"` (an encoder-decoder, trained by span corruption); the Llama-only keys
+/// default to `n_kv_head = n_head`, `d_ff` = the SwiGLU width of Llama (8/3·d rounded up
+/// to 64) and `rope_theta = 10000`; BERT's and T5's `d_ff` to `4·d`; T5 has `n_layer`
+/// encoder and as many decoder layers (`n_decoder_layer`), ReLU, 32 relative buckets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelShape {
@@ -63,6 +66,8 @@ pub struct ModelShape {
     pub d_ff: Option<usize>,
     pub rope_theta: Option<f64>,
     pub tie_embeddings: Option<bool>,
+    /// T5: decoder layers (default `n_layer`).
+    pub n_decoder_layer: Option<usize>,
 }
 
 fn default_family() -> String {
@@ -117,6 +122,31 @@ impl ModelShape {
                     ..BertConfig::default()
                 }))
             }
+            "t5" => {
+                for (key, set) in [
+                    ("n_kv_head", self.n_kv_head.is_some()),
+                    ("rope_theta", self.rope_theta.is_some()),
+                ] {
+                    ensure!(
+                        !set,
+                        "`{key}` is a Llama option; set family = \"llama\" or remove it"
+                    );
+                }
+                Ok(ModelConfig::T5(T5Config {
+                    vocab_size,
+                    n_layer: self.n_layer,
+                    n_decoder_layer: self.n_decoder_layer.unwrap_or(self.n_layer),
+                    n_head: self.n_head,
+                    d_model: self.d_model,
+                    d_kv: self.d_model / self.n_head.max(1),
+                    d_ff: self.d_ff.unwrap_or(4 * self.d_model),
+                    context: self.context,
+                    dropout: self.dropout,
+                    tie_embeddings,
+                    scale_logits: tie_embeddings,
+                    ..T5Config::default()
+                }))
+            }
             "llama" => Ok(ModelConfig::Llama(LlamaConfig {
                 vocab_size,
                 n_layer: self.n_layer,
@@ -133,7 +163,7 @@ impl ModelShape {
                 dropout: self.dropout,
                 ..LlamaConfig::default()
             })),
-            other => bail!("family {other:?} is not a model family (gpt, llama, bert)"),
+            other => bail!("family {other:?} is not a model family (gpt, llama, bert, t5)"),
         }
     }
 }
@@ -191,10 +221,23 @@ pub struct Params {
     /// `mlm`'s masking: `mask_prob` (0.15), `mask_token_ratio` (0.8),
     /// `random_token_ratio` (0.1), `whole_word` (false).
     pub masking: Option<MlmConfig>,
+    /// `span`'s corruption: `noise_density` (0.15), `mean_span_length` (3).
+    pub noise: Option<SpanConfig>,
 }
 
 /// The objectives a training stage can name.
-const OBJECTIVES: [&str; 2] = ["clm", "mlm"];
+const OBJECTIVES: [&str; 3] = ["clm", "mlm", "span"];
+
+/// The objective a family trains by.
+fn family_objective(model: &ModelConfig) -> &'static str {
+    if model.causal() {
+        "clm"
+    } else if model.is_seq2seq() {
+        "span"
+    } else {
+        "mlm"
+    }
+}
 
 fn default_tokens() -> String {
     "tokenize".into()
@@ -265,10 +308,6 @@ impl Params {
         }
         match p.objective.as_deref() {
             None => {}
-            Some("span") => errors.push(ParamError::invalid(
-                "objective",
-                "span corruption trains an encoder-decoder (T5), a family dapt does not build yet; use clm or mlm",
-            )),
             Some(name) if !OBJECTIVES.contains(&name) => errors.push(ParamError::invalid(
                 "objective",
                 format!("{name:?} is not an objective ({})", OBJECTIVES.join(", ")),
@@ -276,12 +315,12 @@ impl Params {
             Some(name) => {
                 if let Some(shape) = &p.model
                     && let Ok(model) = shape.with_vocab(1)
-                    && (name == "mlm") == model.causal()
+                    && name != family_objective(&model)
                 {
                     errors.push(ParamError::invalid(
                         "objective",
                         format!(
-                            "{name} does not train the {} family: mlm trains an encoder (bert), clm a decoder (gpt, llama)",
+                            "{name} does not train the {} family: clm trains a decoder (gpt, llama), mlm an encoder (bert), span an encoder-decoder (t5)",
                             model.family()
                         ),
                     ));
@@ -292,6 +331,11 @@ impl Params {
             && let Err(e) = masking.validate()
         {
             errors.push(ParamError::invalid("masking", format!("{e:#}")));
+        }
+        if let Some(noise) = &p.noise
+            && let Err(e) = noise.validate()
+        {
+            errors.push(ParamError::invalid("noise", format!("{e:#}")));
         }
         if p.mixture.is_empty() {
             errors.push(ParamError::invalid(
@@ -424,11 +468,29 @@ fn objective(
     tokenizer: &dapt_tokenize::Tokenizer,
     tokenizer_stage: &str,
 ) -> anyhow::Result<Objective> {
-    let name = p
-        .objective
-        .as_deref()
-        .unwrap_or(if model.causal() { "clm" } else { "mlm" });
+    let name = p.objective.as_deref().unwrap_or(family_objective(model));
     let objective = match name {
+        "span" => {
+            // <extra_id_0>, <extra_id_1>, ... as far as the tokenizer has them.
+            let sentinels: Vec<u32> = (0..)
+                .map_while(|i| tokenizer.token_to_id(&sentinel(i)))
+                .collect();
+            ensure!(
+                !sentinels.is_empty(),
+                "objective span needs the sentinel tokens <extra_id_0>, ... in the tokenizer of \
+                 stage `{tokenizer_stage}`: set sentinels = 100 there"
+            );
+            let decoder_start = match model {
+                ModelConfig::T5(c) => c.decoder_start_id,
+                _ => 0,
+            };
+            Objective::Span {
+                noise: p.noise.clone().unwrap_or_default(),
+                sentinels,
+                eos: end_of_text_id(tokenizer)?,
+                decoder_start,
+            }
+        }
         "clm" => Objective::Clm,
         "mlm" => {
             let mask_id = tokenizer.token_to_id(MASK).with_context(|| {
@@ -486,7 +548,14 @@ pub fn run(ctx: &StageContext, start: Start) -> anyhow::Result<RunReport> {
     let (model, init, tokens_before) = match start {
         Start::Scratch => {
             let shape = p.model.as_ref().expect("checked: pretrain has a model");
-            (shape.with_vocab(vocab_size)?, Initialization::Scratch, 0)
+            let mut model = shape.with_vocab(vocab_size)?;
+            // T5 starts its decoder with the padding token.
+            if let ModelConfig::T5(c) = &mut model
+                && let Some(pad) = tokenizer.token_to_id(PAD)
+            {
+                c.decoder_start_id = pad;
+            }
+            (model, Initialization::Scratch, 0)
         }
         Start::Continue => {
             let from = p.from.as_ref().expect("checked: continue has from");
