@@ -48,6 +48,10 @@ pub enum Objective {
         mask_id: u32,
         /// Ids never masked nor drawn as replacements (end of text, padding, ...).
         special: Vec<u32>,
+        /// With whole-word masking: the sorted ids of the tokens that begin a word (a
+        /// byte-level BPE token with a leading space); the others continue one.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        word_starts: Vec<u32>,
     },
     /// Span corruption.
     Span {
@@ -123,13 +127,18 @@ impl Objective {
                 masking,
                 mask_id,
                 special,
+                word_starts,
             } => {
                 ensure!(
-                    !model.causal(),
+                    !model.causal() && !model.is_seq2seq(),
                     "objective mlm trains an encoder (bert), not the {} family",
                     model.family()
                 );
                 masking.validate()?;
+                ensure!(
+                    !masking.whole_word || !word_starts.is_empty(),
+                    "objective mlm: whole-word masking needs the ids of the tokens that begin a word"
+                );
                 self::vocab(*mask_id, special, model.vocab_size())?.validate()?;
             }
         }
@@ -217,15 +226,27 @@ impl Objective {
                 masking,
                 mask_id,
                 special,
+                word_starts,
             } => {
                 let vocab = vocab(*mask_id, special, vocab_size)?;
+                let mut starts = Vec::new();
                 let mut inputs = Vec::with_capacity(batch * seq_len);
                 let mut targets = Vec::with_capacity(batch * seq_len);
                 let mut weights = Vec::with_capacity(batch * seq_len);
                 for (row, tokens) in ids.chunks_exact(width).enumerate() {
                     let tokens = &tokens[..seq_len];
-                    let masked =
-                        mask_tokens(tokens, None, masking, &vocab, derive_seed(seed, row as u64));
+                    let word_start = masking.whole_word.then(|| {
+                        starts.clear();
+                        starts.extend(tokens.iter().map(|t| word_starts.binary_search(t).is_ok()));
+                        starts.as_slice()
+                    });
+                    let masked = mask_tokens(
+                        tokens,
+                        word_start,
+                        masking,
+                        &vocab,
+                        derive_seed(seed, row as u64),
+                    );
                     inputs.extend_from_slice(&masked.inputs);
                     for (&label, &token) in masked.labels.iter().zip(tokens) {
                         let chosen = label != IGNORE_INDEX;
@@ -296,7 +317,63 @@ mod tests {
             masking: MlmConfig::default(),
             mask_id: 3,
             special: vec![0, 1, 2],
+            word_starts: Vec::new(),
         }
+    }
+
+    #[test]
+    fn whole_word_masking_masks_words_whole() {
+        let device = Device::flex();
+        // Even ids begin a word, odd ones continue it: words are (even, odd) pairs.
+        let objective = Objective::Mlm {
+            masking: MlmConfig {
+                whole_word: true,
+                ..MlmConfig::default()
+            },
+            mask_id: 3,
+            special: vec![0, 1, 2],
+            word_starts: (4..50).step_by(2).collect(),
+        };
+        // Position t of every row holds 4 + t % 40: even (a word start) at even t.
+        let ids: Vec<u32> = (0..4 * 65).map(|i| 4 + (i % 65 % 40) as u32).collect();
+        let batch = objective.batch(&ids, 4, 64, 50, 5, &device).unwrap();
+        let weights = batch
+            .weights
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        for row in weights.chunks(64) {
+            for pair in row.chunks(2) {
+                assert_eq!(pair[0], pair[1], "a word masked in part: {row:?}");
+            }
+        }
+        assert!(batch.predicted > 0);
+        let missing = Objective::Mlm {
+            masking: MlmConfig {
+                whole_word: true,
+                ..MlmConfig::default()
+            },
+            mask_id: 3,
+            special: vec![],
+            word_starts: vec![],
+        };
+        let bert = ModelConfig::Bert(BertConfig {
+            vocab_size: 50,
+            n_layer: 1,
+            n_head: 1,
+            d_model: 4,
+            d_ff: 8,
+            context: 8,
+            ..BertConfig::default()
+        });
+        assert!(
+            missing
+                .validate(&bert)
+                .unwrap_err()
+                .to_string()
+                .contains("whole-word")
+        );
     }
 
     #[test]
@@ -332,6 +409,7 @@ mod tests {
             masking: MlmConfig::default(),
             mask_id: 50,
             special: vec![],
+            word_starts: vec![],
         };
         assert!(
             outside

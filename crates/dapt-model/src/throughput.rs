@@ -71,6 +71,7 @@ fn probe_objective(model: &ModelConfig) -> crate::Objective {
             masking: Default::default(),
             mask_id: 0,
             special: Vec::new(),
+            word_starts: Vec::new(),
         }
     }
 }

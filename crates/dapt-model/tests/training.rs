@@ -273,6 +273,7 @@ fn tiny_mlm() -> (dapt_model::ModelConfig, dapt_model::Objective) {
         masking: Default::default(),
         mask_id: 0,
         special: vec![],
+        word_starts: vec![],
     };
     (model, objective)
 }

@@ -499,10 +499,25 @@ fn objective(
                      `{tokenizer_stage}`: set mask_token = true there"
                 )
             })?;
+            let masking = p.masking.clone().unwrap_or_default();
+            // Whole words: a byte-level BPE token with a leading space (`Ġ`) begins one.
+            let word_starts = if masking.whole_word {
+                let mut ids: Vec<u32> = tokenizer
+                    .get_vocab(true)
+                    .into_iter()
+                    .filter(|(token, _)| token.starts_with('\u{0120}'))
+                    .map(|(_, id)| id)
+                    .collect();
+                ids.sort_unstable();
+                ids
+            } else {
+                Vec::new()
+            };
             Objective::Mlm {
-                masking: p.masking.clone().unwrap_or_default(),
+                masking,
                 mask_id,
                 special: special_token_ids(tokenizer),
+                word_starts,
             }
         }
         other => bail!(
