@@ -278,15 +278,20 @@ fn tiny_mlm() -> (dapt_model::ModelConfig, dapt_model::Objective) {
     (model, objective)
 }
 
-#[test]
-fn killed_and_resumed_mlm_run_is_bit_exact() {
+/// Trains `model` by `objective` straight through and again killed after step 5, then
+/// resumed (from the step-3 checkpoint): the final weights, optimizer state and every
+/// loss must be the same. Returns the straight run's records.
+fn assert_resume_is_bit_exact(
+    model: &dapt_model::ModelConfig,
+    objective: dapt_model::Objective,
+    tag: &str,
+) -> Recorder {
     let _turn = DROPOUT_RNG.lock().unwrap_or_else(|e| e.into_inner());
-    let (model, objective) = tiny_mlm();
-    let straight_dir = scratch_dir("resume-mlm-straight");
-    let straight = run_resumable_with(&straight_dir, &model, objective.clone(), None);
-    let resumed_dir = scratch_dir("resume-mlm-killed");
-    run_resumable_with(&resumed_dir, &model, objective.clone(), Some(5));
-    let resumed = run_resumable_with(&resumed_dir, &model, objective, None);
+    let straight_dir = scratch_dir(&format!("resume-{tag}-straight"));
+    let straight = run_resumable_with(&straight_dir, model, objective.clone(), None);
+    let resumed_dir = scratch_dir(&format!("resume-{tag}-killed"));
+    run_resumable_with(&resumed_dir, model, objective.clone(), Some(5));
+    let resumed = run_resumable_with(&resumed_dir, model, objective, None);
     assert_eq!(
         resumed.records.first().unwrap().step,
         4,
@@ -297,7 +302,7 @@ fn killed_and_resumed_mlm_run_is_bit_exact() {
         assert!(
             fs::read(last(&straight_dir).join(file)).unwrap()
                 == fs::read(last(&resumed_dir).join(file)).unwrap(),
-            "{file} differs between the straight and the resumed MLM run"
+            "{file} differs between the straight and the resumed {tag} run"
         );
     }
     let losses = |r: &Recorder| -> Vec<_> {
@@ -307,14 +312,20 @@ fn killed_and_resumed_mlm_run_is_bit_exact() {
             .collect()
     };
     assert_eq!(losses(&straight)[3..], losses(&resumed)[..]);
-    // Masked positions only: the loss of a fresh encoder is about ln V, and it learns.
+    straight
+}
+
+#[test]
+fn killed_and_resumed_mlm_run_is_bit_exact() {
+    let (model, objective) = tiny_mlm();
+    let straight = assert_resume_is_bit_exact(&model, objective, "mlm");
+    // Masked positions only: the loss of a fresh encoder is about ln V.
     let first = straight.records[0].train_loss;
     assert!((first - 40f64.ln()).abs() < 0.5, "first MLM loss {first}");
 }
 
 #[test]
 fn killed_and_resumed_span_corruption_run_is_bit_exact() {
-    let _turn = DROPOUT_RNG.lock().unwrap_or_else(|e| e.into_inner());
     let model = dapt_model::ModelConfig::T5(dapt_model::T5Config {
         vocab_size: 48,
         n_layer: 2,
@@ -335,27 +346,7 @@ fn killed_and_resumed_span_corruption_run_is_bit_exact() {
         eos: 1,
         decoder_start: 0,
     };
-    let straight_dir = scratch_dir("resume-span-straight");
-    let straight = run_resumable_with(&straight_dir, &model, objective.clone(), None);
-    let resumed_dir = scratch_dir("resume-span-killed");
-    run_resumable_with(&resumed_dir, &model, objective.clone(), Some(5));
-    let resumed = run_resumable_with(&resumed_dir, &model, objective, None);
-    assert_eq!(resumed.records.first().unwrap().step, 4);
-    let last = |dir: &std::path::Path| dir.join(checkpoint::CHECKPOINTS_DIR).join("step-000000010");
-    for file in ["model.safetensors", "optimizer.safetensors"] {
-        assert!(
-            fs::read(last(&straight_dir).join(file)).unwrap()
-                == fs::read(last(&resumed_dir).join(file)).unwrap(),
-            "{file} differs between the straight and the resumed span run"
-        );
-    }
-    let losses = |r: &Recorder| -> Vec<_> {
-        r.records
-            .iter()
-            .map(|r| (r.step, r.train_loss, r.validation.clone()))
-            .collect()
-    };
-    assert_eq!(losses(&straight)[3..], losses(&resumed)[..]);
+    let straight = assert_resume_is_bit_exact(&model, objective, "span");
     let (first, last) = (
         straight.records[0].train_loss,
         straight.records[9].train_loss,

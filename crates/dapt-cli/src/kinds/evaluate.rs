@@ -223,6 +223,16 @@ struct Workload {
     tasks: Vec<SentimentTask>,
 }
 
+impl Workload {
+    /// The documents' text tokens, without the closing separator.
+    fn texts<'a>(&self, docs: &'a DomainDocs) -> Vec<&'a [u32]> {
+        docs.docs
+            .iter()
+            .map(|(t, _)| t.strip_suffix(&[self.end_of_text]).unwrap_or(t))
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ModelScores {
     /// Decoders' next-token scores per domain.
@@ -475,12 +485,7 @@ fn score_model(
             },
         };
         for (domain, docs) in &work.domains {
-            let texts: Vec<&[u32]> = docs
-                .docs
-                .iter()
-                .map(|(t, _)| t.strip_suffix(&[work.end_of_text]).unwrap_or(t))
-                .collect();
-            let score = score_span(model, &texts, &span, &mut |_| {})
+            let score = score_span(model, &work.texts(docs), &span, &mut |_| {})
                 .with_context(|| format!("scoring domain {domain}"))?;
             progress(docs.docs.len() as u64);
             span_lm.insert(domain.clone(), score);
@@ -497,13 +502,7 @@ fn score_model(
             pseudo_tokens: p.pseudo_tokens,
         };
         for (domain, docs) in &work.domains {
-            // The documents' text tokens, without the closing separator.
-            let texts: Vec<&[u32]> = docs
-                .docs
-                .iter()
-                .map(|(t, _)| t.strip_suffix(&[work.end_of_text]).unwrap_or(t))
-                .collect();
-            let score = score_masked(model, &texts, &masked, &mut |_| {})
+            let score = score_masked(model, &work.texts(docs), &masked, &mut |_| {})
                 .with_context(|| format!("scoring domain {domain}"))?;
             progress(docs.docs.len() as u64);
             masked_lm.insert(domain.clone(), score);

@@ -75,6 +75,20 @@ fn default_family() -> String {
 }
 
 impl ModelShape {
+    /// An error naming the first Llama-only key a non-Llama family was given.
+    fn refuse_llama_keys(&self) -> anyhow::Result<()> {
+        for (key, set) in [
+            ("n_kv_head", self.n_kv_head.is_some()),
+            ("rope_theta", self.rope_theta.is_some()),
+        ] {
+            ensure!(
+                !set,
+                "`{key}` is a Llama option; set family = \"llama\" or remove it"
+            );
+        }
+        Ok(())
+    }
+
     pub fn with_vocab(&self, vocab_size: usize) -> anyhow::Result<ModelConfig> {
         let tie_embeddings = self.tie_embeddings.unwrap_or(true);
         match self.family.as_str() {
@@ -101,15 +115,7 @@ impl ModelShape {
                 }))
             }
             "bert" => {
-                for (key, set) in [
-                    ("n_kv_head", self.n_kv_head.is_some()),
-                    ("rope_theta", self.rope_theta.is_some()),
-                ] {
-                    ensure!(
-                        !set,
-                        "`{key}` is a Llama option; set family = \"llama\" or remove it"
-                    );
-                }
+                self.refuse_llama_keys()?;
                 Ok(ModelConfig::Bert(BertConfig {
                     vocab_size,
                     n_layer: self.n_layer,
@@ -123,15 +129,7 @@ impl ModelShape {
                 }))
             }
             "t5" => {
-                for (key, set) in [
-                    ("n_kv_head", self.n_kv_head.is_some()),
-                    ("rope_theta", self.rope_theta.is_some()),
-                ] {
-                    ensure!(
-                        !set,
-                        "`{key}` is a Llama option; set family = \"llama\" or remove it"
-                    );
-                }
+                self.refuse_llama_keys()?;
                 Ok(ModelConfig::T5(T5Config {
                     vocab_size,
                     n_layer: self.n_layer,
