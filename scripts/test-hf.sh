@@ -4,10 +4,14 @@
 #   1. scripts/make_hf_fixtures.py, rerun into a temporary folder, reproduces the committed
 #      reference-logit fixtures in crates/dapt-model/tests/fixtures/hf (same weights, same
 #      logits), so the fixtures dapt's tests load are known to come from that script;
-#   2. dapt trains tiny GPT and Llama models and exports each as a Hugging Face folder with
-#      its own logits beside the weights (the hf_export_check example), and
-#      scripts/check_hf_export.py loads every folder with AutoModelForCausalLM and
-#      AutoTokenizer and requires the same logits (within 1e-4) and the same token ids.
+#   2. dapt trains tiny models of every family — GPT and Llama (decoders), BERT and RoBERTa
+#      (masked-LM encoders), T5 (encoder-decoder; ReLU tied and gated-GELU untied) — moves
+#      every weight off its initial value and exports each as a Hugging Face folder with its
+#      own logits beside the weights (the hf_export_check example), and
+#      scripts/check_hf_export.py loads every folder with AutoModelForCausalLM,
+#      AutoModelForMaskedLM or AutoModelForSeq2SeqLM and AutoTokenizer and requires the same
+#      logits (within 1e-4; T5's given encoder and decoder ids), the same token ids, and a
+#      working generate for the decoders and T5.
 #
 #   scripts/test-hf.sh [OUT]     (default target/hf; the virtualenv is OUT/venv)
 set -euo pipefail

@@ -32,7 +32,7 @@
 //! | `blocks.i.mlp.expand` / `contract`  | `…intermediate.dense` / `…output.dense`                      |
 //! | `blocks.i.mlp_norm`                 | `…output.LayerNorm`                                          |
 //! | `head_transform.dense` / `.norm`    | `cls.predictions.transform.{dense,LayerNorm}` / `lm_head.{dense,layer_norm}` |
-//! | `head_bias`                         | `cls.predictions.bias` / `lm_head.bias`                      |
+//! | `head_bias`                         | `cls.predictions.bias` / `lm_head.bias` (untied: also `….decoder.bias`) |
 //! | `lm_head.weight` (untied only)      | `cls.predictions.decoder.weight` / `lm_head.decoder.weight`  |
 //!
 //! T5 (`modeling_t5.py`, `T5ForConditionalGeneration`; `S` is `encoder` or `decoder`, whose
@@ -69,6 +69,10 @@ pub(crate) struct Slot {
     pub parts: Vec<(String, usize)>,
     /// Whether dapt's `[d_in, d_out]` is the transpose of the stacked Hugging Face tensor.
     pub transpose: bool,
+    /// Further names under which transformers holds the stacked tensor as a parameter of its
+    /// own: written with the same values on export; on import the first present is read in
+    /// place of `parts` (which must be present too), being the one transformers' forward uses.
+    pub copies: Vec<String>,
 }
 
 impl Slot {
@@ -77,6 +81,7 @@ impl Slot {
             ours: ours.into(),
             parts: vec![(hf.into(), 0)],
             transpose: false,
+            copies: Vec::new(),
         }
     }
 
@@ -85,6 +90,7 @@ impl Slot {
             ours: ours.into(),
             parts,
             transpose: true,
+            copies: Vec::new(),
         }
     }
 }
@@ -319,6 +325,7 @@ fn bert_slots(c: &BertConfig, slots: &mut Vec<Slot>) {
             ours: format!("{ours}.bias"),
             parts: parts("bias"),
             transpose: false,
+            copies: Vec::new(),
         });
     };
     let embeddings = format!("{prefix}.embeddings");
@@ -366,7 +373,13 @@ fn bert_slots(c: &BertConfig, slots: &mut Vec<Slot>) {
         d,
     );
     norm_slots(slots, "head_transform.norm", &format!("{head}.{norm}"));
-    slots.push(Slot::same("head_bias", format!("{head}.bias")));
+    let mut head_bias = Slot::same("head_bias", format!("{head}.bias"));
+    if !c.tie_embeddings {
+        // transformers (5.x) ties `{head}.decoder.bias` to `{head}.bias` only together with
+        // the embedding: an untied head's decoder has its own bias, the one its forward adds.
+        head_bias.copies.push(format!("{head}.decoder.bias"));
+    }
+    slots.push(head_bias);
     if !c.tie_embeddings {
         slots.push(Slot::transposed(
             "lm_head.weight",
@@ -427,7 +440,20 @@ pub(crate) fn gather(slot: &Slot, get: &mut dyn FnMut(&str) -> Result<Dense>) ->
             }
         });
     }
-    let stacked = stacked.context("a slot without tensors")?;
+    let mut stacked = stacked.context("a slot without tensors")?;
+    for name in &slot.copies {
+        if let Ok(copy) = get(name) {
+            ensure!(
+                copy.shape == stacked.shape,
+                "tensor {name} has shape {:?}, expected {:?} as {}",
+                copy.shape,
+                stacked.shape,
+                slot.parts[0].0
+            );
+            stacked = copy;
+            break;
+        }
+    }
     Ok(if slot.transpose {
         stacked.transpose()
     } else {
@@ -442,8 +468,15 @@ pub(crate) fn scatter(slot: &Slot, value: &Dense) -> Vec<(String, Dense)> {
     } else {
         value.clone()
     };
+    let copies: Vec<(String, Dense)> = slot
+        .copies
+        .iter()
+        .map(|name| (name.clone(), stacked.clone()))
+        .collect();
     if slot.parts.len() == 1 {
-        return vec![(slot.parts[0].0.clone(), stacked)];
+        let mut tensors = vec![(slot.parts[0].0.clone(), stacked)];
+        tensors.extend(copies);
+        return tensors;
     }
     // Elements per row: a matrix's columns, 1 for stacked biases.
     let cols: usize = stacked.shape[1..].iter().product();
@@ -457,6 +490,7 @@ pub(crate) fn scatter(slot: &Slot, value: &Dense) -> Vec<(String, Dense)> {
             shape[0] = *rows;
             (name.clone(), Dense { shape, values })
         })
+        .chain(copies)
         .collect()
 }
 
@@ -973,6 +1007,7 @@ mod tests {
             ours: "qkv.bias".into(),
             parts: vec![("q".into(), 2), ("k".into(), 1)],
             transpose: false,
+            copies: Vec::new(),
         };
         let biases: BTreeMap<&str, Dense> = [
             (
@@ -997,5 +1032,31 @@ mod tests {
         for (name, dense) in scatter(&slot, &ours) {
             assert_eq!(dense, biases[name.as_str()]);
         }
+        // A copy is written beside its part, and read in its place when present.
+        let slot = Slot {
+            copies: vec!["copy".into()],
+            ..Slot::same("head_bias", "part")
+        };
+        let dense = |v: f32| Dense {
+            shape: vec![1],
+            values: vec![v],
+        };
+        let written: Vec<String> = scatter(&slot, &dense(5.0))
+            .into_iter()
+            .map(|(name, value)| {
+                assert_eq!(value, dense(5.0));
+                name
+            })
+            .collect();
+        assert_eq!(written, ["part", "copy"]);
+        let read = gather(&slot, &mut |name| {
+            Ok(dense(if name == "copy" { 7.0 } else { 5.0 }))
+        });
+        assert_eq!(read.unwrap(), dense(7.0));
+        let read = gather(&slot, &mut |name| match name {
+            "copy" => bail!("absent"),
+            _ => Ok(dense(5.0)),
+        });
+        assert_eq!(read.unwrap(), dense(5.0));
     }
 }
