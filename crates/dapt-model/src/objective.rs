@@ -312,6 +312,18 @@ mod tests {
     use super::*;
     use crate::config::{BertConfig, GptConfig};
 
+    fn tiny_bert() -> ModelConfig {
+        ModelConfig::Bert(BertConfig {
+            vocab_size: 50,
+            n_layer: 1,
+            n_head: 1,
+            d_model: 4,
+            d_ff: 8,
+            context: 8,
+            ..BertConfig::default()
+        })
+    }
+
     fn mlm() -> Objective {
         Objective::Mlm {
             masking: MlmConfig::default(),
@@ -358,15 +370,7 @@ mod tests {
             special: vec![],
             word_starts: vec![],
         };
-        let bert = ModelConfig::Bert(BertConfig {
-            vocab_size: 50,
-            n_layer: 1,
-            n_head: 1,
-            d_model: 4,
-            d_ff: 8,
-            context: 8,
-            ..BertConfig::default()
-        });
+        let bert = tiny_bert();
         assert!(
             missing
                 .validate(&bert)
@@ -386,15 +390,7 @@ mod tests {
             context: 8,
             ..GptConfig::default()
         });
-        let bert = ModelConfig::Bert(BertConfig {
-            vocab_size: 50,
-            n_layer: 1,
-            n_head: 1,
-            d_model: 4,
-            d_ff: 8,
-            context: 8,
-            ..BertConfig::default()
-        });
+        let bert = tiny_bert();
         Objective::Clm.validate(&gpt).unwrap();
         mlm().validate(&bert).unwrap();
         assert!(Objective::Clm.validate(&bert).is_err());
