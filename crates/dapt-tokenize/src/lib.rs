@@ -19,6 +19,7 @@ pub mod mixture;
 pub mod packing;
 mod rng;
 pub mod shards;
+pub mod special;
 pub mod stats;
 pub mod trainer;
 
@@ -28,10 +29,13 @@ pub use loader::{LoaderCursor, SequenceLoader};
 pub use mixture::{DomainDraws, MixtureSampler};
 pub use packing::{PackedTokens, ValidationSequences};
 pub use shards::{TokenRow, TokenShardReader, TokenShardWriter, write_token_shard};
+pub use special::{
+    MASK, add_special_tokens, mask_id, mask_token, sentinel, sentinel_ids, special_token_ids,
+    word_start_ids,
+};
 pub use stats::{Fertility, TokenCounts, TokenStats};
 pub use tokenizers::Tokenizer;
 pub use trainer::{
-    DomainSample, END_OF_TEXT, MASK, PAD, TokenizerTrainingConfig, TrainedTokenizer,
-    add_special_tokens, end_of_text_id, hf_tokenizer_config, load_tokenizer, save_tokenizer,
-    sentinel, special_token_ids, train_tokenizer,
+    DomainSample, END_OF_TEXT, PAD, TokenizerTrainingConfig, TrainedTokenizer, end_of_text_id,
+    hf_tokenizer_config, load_tokenizer, save_tokenizer, train_tokenizer,
 };

@@ -18,42 +18,6 @@ use crate::rng::{SplitMix64, fnv1a};
 pub const END_OF_TEXT: &str = "<|endoftext|>";
 /// Reserved for padding by consumers that need it (the packed loader never pads).
 pub const PAD: &str = "<|pad|>";
-/// The mask token of masked language modelling (RoBERTa's spelling), when added.
-pub const MASK: &str = "<mask>";
-
-/// T5's `i`-th sentinel, `<extra_id_i>`, which stands for the `i`-th dropped span.
-pub fn sentinel(i: usize) -> String {
-    format!("<extra_id_{i}>")
-}
-
-/// Appends the special tokens `tokens` (those not already in the vocabulary) after the
-/// existing ids, so the ids the tokenizer already gives do not change; returns how many
-/// it added.
-pub fn add_special_tokens(tokenizer: &mut Tokenizer, tokens: &[String]) -> Result<usize> {
-    let new: Vec<AddedToken> = tokens
-        .iter()
-        .filter(|t| tokenizer.token_to_id(t).is_none())
-        .map(|t| AddedToken::from(t.clone(), true))
-        .collect();
-    let added = new.len();
-    tokenizer
-        .add_special_tokens(new)
-        .map_err(|e| anyhow::anyhow!("adding special tokens {tokens:?}: {e}"))?;
-    Ok(added)
-}
-
-/// The ids of every special token, sorted.
-pub fn special_token_ids(tokenizer: &Tokenizer) -> Vec<u32> {
-    let mut ids: Vec<u32> = tokenizer
-        .get_added_tokens_decoder()
-        .into_iter()
-        .filter(|(_, token)| token.special)
-        .map(|(id, _)| id)
-        .collect();
-    ids.sort_unstable();
-    ids
-}
-
 /// Parameters of tokenizer training. `Default` gives an 8192-token vocabulary trained on
 /// at most 64 MiB of sampled text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -286,8 +250,8 @@ pub fn hf_tokenizer_config(tokenizer: &Tokenizer, model_max_length: usize) -> se
     if tokenizer.token_to_id(PAD).is_some() {
         config["pad_token"] = PAD.into();
     }
-    if tokenizer.token_to_id(MASK).is_some() {
-        config["mask_token"] = MASK.into();
+    if let Some(mask) = crate::special::mask_token(tokenizer) {
+        config["mask_token"] = mask.into();
     }
     config
 }

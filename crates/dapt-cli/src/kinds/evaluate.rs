@@ -36,8 +36,8 @@ use dapt_eval::{
 use dapt_model::mlm::{MlmConfig, MlmVocab};
 use dapt_model::span::{SpanConfig, raw_length_for_inputs};
 use dapt_tokenize::{
-    Document, DocumentEncoder, MASK, TokenShardReader, end_of_text_id, load_tokenizer, sentinel,
-    special_token_ids,
+    Document, DocumentEncoder, MASK, TokenShardReader, end_of_text_id, load_tokenizer, mask_id,
+    sentinel_ids, special_token_ids,
 };
 use serde::{Deserialize, Serialize};
 
@@ -299,14 +299,12 @@ impl StageKind for EvaluateKind {
             Some(stage) => load_tasks(&ctx.input_dir(stage).join(DOCS), stage, &p, &encoder, seed)?,
             None => Vec::new(),
         };
-        let mlm_vocab = tokenizer.token_to_id(MASK).map(|mask_id| MlmVocab {
+        let mlm_vocab = mask_id(&tokenizer).map(|mask_id| MlmVocab {
             mask_id,
             vocab_size: tokenizer.get_vocab_size(true) as u32,
             special: special_token_ids(&tokenizer),
         });
-        let sentinels: Vec<u32> = (0..)
-            .map_while(|i| tokenizer.token_to_id(&sentinel(i)))
-            .collect();
+        let sentinels = sentinel_ids(&tokenizer);
         let work = Workload {
             end_of_text,
             mlm_vocab,

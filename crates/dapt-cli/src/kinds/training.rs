@@ -31,7 +31,7 @@ use dapt_model::{
 use dapt_report::TrainLog;
 use dapt_tokenize::{
     MASK, MixtureSampler, PAD, PackedTokens, SequenceLoader, TokenBatchSource, end_of_text_id,
-    load_tokenizer, sentinel, special_token_ids,
+    load_tokenizer, mask_id, sentinel_ids, special_token_ids, word_start_ids,
 };
 use serde::{Deserialize, Serialize};
 
@@ -470,9 +470,7 @@ fn objective(
     let objective = match name {
         "span" => {
             // <extra_id_0>, <extra_id_1>, ... as far as the tokenizer has them.
-            let sentinels: Vec<u32> = (0..)
-                .map_while(|i| tokenizer.token_to_id(&sentinel(i)))
-                .collect();
+            let sentinels = sentinel_ids(tokenizer);
             ensure!(
                 !sentinels.is_empty(),
                 "objective span needs the sentinel tokens <extra_id_0>, ... in the tokenizer of \
@@ -491,23 +489,15 @@ fn objective(
         }
         "clm" => Objective::Clm,
         "mlm" => {
-            let mask_id = tokenizer.token_to_id(MASK).with_context(|| {
+            let mask_id = mask_id(tokenizer).with_context(|| {
                 format!(
-                    "objective mlm needs the mask token {MASK} in the tokenizer of stage \
+                    "objective mlm needs a mask token ({MASK} or [MASK]) in the tokenizer of stage \
                      `{tokenizer_stage}`: set mask_token = true there"
                 )
             })?;
             let masking = p.masking.clone().unwrap_or_default();
-            // Whole words: a byte-level BPE token with a leading space (`Ġ`) begins one.
             let word_starts = if masking.whole_word {
-                let mut ids: Vec<u32> = tokenizer
-                    .get_vocab(true)
-                    .into_iter()
-                    .filter(|(token, _)| token.starts_with('\u{0120}'))
-                    .map(|(_, id)| id)
-                    .collect();
-                ids.sort_unstable();
-                ids
+                word_start_ids(tokenizer)
             } else {
                 Vec::new()
             };
