@@ -19,7 +19,7 @@ fn objectives_pipeline() -> String {
          mixture = { general = 1.0 }\ntoken_budget = 16_384\nbatch_size = 8\npeak_lr = 3e-3\n\
          eval_every = 16\ncheckpoint_every = 16\neval_batches = 8\n\n\
          [stages.mlm_financial]\nkind = \"continue\"\ninputs = [\"tokenize\", \"tokenizer\", \"mlm_base\"]\n\
-         from = \"mlm_base\"\nmixture = { financial = 1.0 }\ntoken_budget = 16_384\nbatch_size = 8\n\
+         from = \"mlm_base\"\nmixture = { financial = 1.0 }\nmasking = { whole_word = true }\ntoken_budget = 16_384\nbatch_size = 8\n\
          peak_lr = 3e-3\neval_every = 16\ncheckpoint_every = 16\neval_batches = 8\n\n\
          [stages.span_base]\nkind = \"pretrain\"\ninputs = [\"tokenize\", \"tokenizer\"]\n\
          model = { family = \"t5\", n_layer = 1, n_head = 2, d_model = 32, context = 32 }\n\
@@ -57,6 +57,14 @@ fn a_bert_by_masked_lm_and_a_t5_by_span_corruption_are_evaluated_beside_the_gpt(
     assert_eq!(
         continued["train"]["objective"]["kind"], "mlm",
         "continue keeps the family's objective"
+    );
+    // Whole-word masking, with the word starts of the byte-level BPE vocabulary (Ġ).
+    let objective = &continued["train"]["objective"];
+    assert_eq!(objective["masking"]["whole_word"], true);
+    let starts = objective["word_starts"].as_array().unwrap().len();
+    assert!(
+        starts > 100 && starts < 1000,
+        "{starts} word starts of 1021 ids"
     );
     // Masked-token validation loss on financial text falls when continuing on it.
     let before = base["validation"]["financial"].as_f64().unwrap();

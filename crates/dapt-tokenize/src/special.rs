@@ -2,7 +2,7 @@
 //! it imported: the mask token of masked LM (`<mask>`, RoBERTa's and dapt's; `[MASK]`,
 //! BERT's), T5's sentinels `<extra_id_i>`, and which tokens begin a word (whole-word
 //! masking): byte-level BPE marks a word's first token with a leading space (`Ġ`),
-//! WordPiece marks the others with `##`.
+//! SentencePiece with `▁`, WordPiece marks the others with `##`.
 
 use anyhow::Result;
 use tokenizers::{AddedToken, Tokenizer};
@@ -66,7 +66,8 @@ pub fn special_token_ids(tokenizer: &Tokenizer) -> Vec<u32> {
 }
 
 /// The sorted ids of the tokens that begin a word: WordPiece's tokens without `##` when
-/// the vocabulary has `##` pieces, else byte-level BPE's tokens with a leading space.
+/// the vocabulary has `##` pieces, else the tokens with a leading space (`Ġ` in byte-level
+/// BPE, `▁` in SentencePiece). Empty when the vocabulary marks no word boundary.
 pub fn word_start_ids(tokenizer: &Tokenizer) -> Vec<u32> {
     let vocab = tokenizer.get_vocab(true);
     let wordpiece = vocab.keys().any(|t| t.starts_with("##"));
@@ -76,7 +77,7 @@ pub fn word_start_ids(tokenizer: &Tokenizer) -> Vec<u32> {
             if wordpiece {
                 !token.starts_with("##")
             } else {
-                token.starts_with('\u{0120}')
+                token.starts_with(['\u{0120}', '\u{2581}'])
             }
         })
         .map(|(_, id)| id)

@@ -497,7 +497,13 @@ fn objective(
             })?;
             let masking = p.masking.clone().unwrap_or_default();
             let word_starts = if masking.whole_word {
-                word_start_ids(tokenizer)
+                let ids = word_start_ids(tokenizer);
+                ensure!(
+                    !ids.is_empty(),
+                    "masking.whole_word: the tokenizer of stage `{tokenizer_stage}` marks no \
+                     word boundary (no leading Ġ or ▁, no ## pieces)"
+                );
+                ids
             } else {
                 Vec::new()
             };
