@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 
 use anyhow::{Result, ensure};
 use dapt_model::burn::prelude::*;
-use dapt_model::mlm::{IGNORE_INDEX, MlmConfig, MlmVocab, mask_tokens};
-use dapt_model::{Decoder, Objective, ids_tensor, per_token_nll};
+use dapt_model::mlm::{MlmConfig, MlmVocab, mask_tokens};
+use dapt_model::{Decoder, Objective, ObjectiveBatch, ids_tensor};
 use serde::{Deserialize, Serialize};
 
 /// How an encoder is scored.
@@ -100,20 +100,12 @@ pub fn score_masked(
                 let masked = mask_tokens(windows[i], None, &config.masking, &config.vocab, seed);
                 inputs.extend_from_slice(&masked.inputs);
                 targets.extend_from_slice(windows[i]);
-                weights.extend(
-                    masked
-                        .labels
-                        .iter()
-                        .map(|&l| if l == IGNORE_INDEX { 0f32 } else { 1.0 }),
-                );
+                weights.extend(masked.weights());
             }
-            masked_tokens += weights.iter().filter(|&&w| w > 0.0).count() as u64;
-            let rows = batch.len();
-            let logits = model.forward(ids_tensor(&inputs, rows, len, &device));
-            let nll = per_token_nll(logits, ids_tensor(&targets, rows, len, &device));
-            let weights = Tensor::<2>::from_data(TensorData::new(weights, [rows, len]), &device);
-            nats += f64::from((nll * weights).sum().into_scalar::<f32>());
-            progress(rows as u64);
+            let scored = weighted(inputs, targets, weights, batch.len(), len, &device);
+            masked_tokens += scored.predicted as u64;
+            nats += f64::from(scored.sum_nll(scored.logits(model)).into_scalar::<f32>());
+            progress(batch.len() as u64);
         }
     }
     let masked_loss = nats / masked_tokens.max(1) as f64;
@@ -144,13 +136,10 @@ pub fn score_masked(
                 weights[row * len + t] = 1.0;
             }
             let targets: Vec<u32> = chunk.iter().flat_map(|_| window.iter().copied()).collect();
-            let rows = chunk.len();
-            let logits = model.forward(ids_tensor(&inputs, rows, len, &device));
-            let nll = per_token_nll(logits, ids_tensor(&targets, rows, len, &device));
-            let weights = Tensor::<2>::from_data(TensorData::new(weights, [rows, len]), &device);
-            pseudo_nats += f64::from((nll * weights).sum().into_scalar::<f32>());
-            pseudo_tokens += rows as u64;
-            progress(rows as u64);
+            let scored = weighted(inputs, targets, weights, chunk.len(), len, &device);
+            pseudo_nats += f64::from(scored.sum_nll(scored.logits(model)).into_scalar::<f32>());
+            pseudo_tokens += scored.predicted as u64;
+            progress(chunk.len() as u64);
         }
     }
     Ok(MaskedScore {
@@ -162,6 +151,29 @@ pub fn score_masked(
         pseudo_tokens,
         pseudo_perplexity: (pseudo_nats / pseudo_tokens.max(1) as f64).exp(),
     })
+}
+
+/// `rows` rows of `len` inputs and targets whose positions count by `weights` (1 or 0),
+/// as the objectives' batches are scored.
+fn weighted(
+    inputs: Vec<u32>,
+    targets: Vec<u32>,
+    weights: Vec<f32>,
+    rows: usize,
+    len: usize,
+    device: &Device,
+) -> ObjectiveBatch {
+    let predicted = weights.iter().filter(|&&w| w > 0.0).count();
+    ObjectiveBatch {
+        inputs: ids_tensor(&inputs, rows, len, device),
+        decoder_inputs: None,
+        targets: ids_tensor(&targets, rows, len, device),
+        weights: Some(Tensor::from_data(
+            TensorData::new(weights, [rows, len]),
+            device,
+        )),
+        predicted,
+    }
 }
 
 #[cfg(test)]

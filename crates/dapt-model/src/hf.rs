@@ -93,6 +93,12 @@ impl Slot {
             copies: Vec::new(),
         }
     }
+
+    /// dapt's `lm_head.weight` of a head not tied to the embedding: Hugging Face's `hf`,
+    /// `[vocab, d]`.
+    fn own_head(hf: impl Into<String>, vocab_size: usize) -> Self {
+        Self::transposed("lm_head.weight", vec![(hf.into(), vocab_size)])
+    }
 }
 
 /// Every parameter of a model of `config`, in a fixed order.
@@ -131,10 +137,7 @@ pub(crate) fn slots(config: &ModelConfig) -> Vec<Slot> {
             slots.push(Slot::same("final_norm.gamma", "transformer.ln_f.weight"));
             slots.push(Slot::same("final_norm.beta", "transformer.ln_f.bias"));
             if !c.tie_embeddings {
-                slots.push(Slot::transposed(
-                    "lm_head.weight",
-                    vec![("lm_head.weight".into(), c.vocab_size)],
-                ));
+                slots.push(Slot::own_head("lm_head.weight", c.vocab_size));
             }
         }
         ModelConfig::Llama(c) => {
@@ -180,10 +183,7 @@ pub(crate) fn slots(config: &ModelConfig) -> Vec<Slot> {
             }
             slots.push(Slot::same("final_norm.gamma", "model.norm.weight"));
             if !c.tie_embeddings {
-                slots.push(Slot::transposed(
-                    "lm_head.weight",
-                    vec![("lm_head.weight".into(), c.vocab_size)],
-                ));
+                slots.push(Slot::own_head("lm_head.weight", c.vocab_size));
             }
         }
         ModelConfig::Bert(c) => bert_slots(c, &mut slots),
@@ -243,13 +243,9 @@ fn t5_slots(c: &T5Config, slots: &mut Vec<Slot>) {
                 c.d_model,
             ));
             if i == 0 {
-                let bias = if stack == "encoder" {
-                    "encoder_position_bias"
-                } else {
-                    "decoder_position_bias"
-                };
+                // `encoder_position_bias`, `decoder_position_bias`.
                 slots.push(Slot::same(
-                    format!("{bias}.embedding.weight"),
+                    format!("{stack}_position_bias.embedding.weight"),
                     hf("layer.0.SelfAttention.relative_attention_bias.weight"),
                 ));
             }
@@ -290,10 +286,7 @@ fn t5_slots(c: &T5Config, slots: &mut Vec<Slot>) {
         "decoder.final_layer_norm.weight",
     ));
     if !c.tie_embeddings {
-        slots.push(Slot::transposed(
-            "lm_head.weight",
-            vec![("lm_head.weight".into(), c.vocab_size)],
-        ));
+        slots.push(Slot::own_head("lm_head.weight", c.vocab_size));
     }
 }
 
@@ -381,9 +374,9 @@ fn bert_slots(c: &BertConfig, slots: &mut Vec<Slot>) {
     }
     slots.push(head_bias);
     if !c.tie_embeddings {
-        slots.push(Slot::transposed(
-            "lm_head.weight",
-            vec![(format!("{head}.decoder.weight"), c.vocab_size)],
+        slots.push(Slot::own_head(
+            format!("{head}.decoder.weight"),
+            c.vocab_size,
         ));
     }
 }

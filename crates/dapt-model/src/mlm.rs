@@ -125,6 +125,15 @@ pub struct Masked {
     pub labels: Vec<i64>,
 }
 
+impl Masked {
+    /// 1 where a position is predicted, 0 elsewhere: the weights of a masked-token loss.
+    pub fn weights(&self) -> impl Iterator<Item = f32> + '_ {
+        self.labels
+            .iter()
+            .map(|&label| if label == IGNORE_INDEX { 0.0 } else { 1.0 })
+    }
+}
+
 /// Uniform draws from the ids in `0..vocab_size` that are neither special nor the mask.
 struct Replacements {
     /// The excluded ids below `vocab_size`, sorted.

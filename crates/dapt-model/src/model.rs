@@ -139,9 +139,6 @@ pub struct SelfAttention {
     /// A position attends to those before it only (decoders), or to all (encoders).
     #[module(skip)]
     pub causal: bool,
-    /// Scores scaled by `1/sqrt(head_dim)`; T5 scales none (its init folds it into q).
-    #[module(skip)]
-    pub scaled: bool,
 }
 
 #[derive(Module, Debug)]
@@ -262,7 +259,6 @@ impl ModelConfig {
                     heads,
                     rope: rope.clone(),
                     causal: !encoder,
-                    scaled: true,
                 },
                 mlp_norm: init.norm(d, rms, epsilon),
                 mlp: Mlp {
@@ -330,18 +326,18 @@ fn init_t5(c: &T5Config, seed: u64, device: &Device) -> Decoder {
     };
     let residual_std = INIT_STD / (2.0 * (c.n_layer + c.n_decoder_layer) as f64).sqrt();
     let token_embedding = init.embedding(c.vocab_size, d);
-    let block = |init: &mut Initializer, causal: bool, cross: bool| Block {
+    // A decoder block is causal and attends to the encoder's output too.
+    let block = |init: &mut Initializer, decoder: bool| Block {
         attention_norm: init.norm(d, true, c.layer_norm_epsilon),
         attention: SelfAttention {
             qkv: init.linear(d, heads.width(), INIT_STD, false),
             output: init.linear(inner, d, residual_std, false),
             heads,
             rope: None,
-            causal,
-            scaled: false,
+            causal: decoder,
         },
-        cross_norm: cross.then(|| init.norm(d, true, c.layer_norm_epsilon)),
-        cross_attention: cross.then(|| CrossAttention {
+        cross_norm: decoder.then(|| init.norm(d, true, c.layer_norm_epsilon)),
+        cross_attention: decoder.then(|| CrossAttention {
             query: init.linear(d, inner, INIT_STD, false),
             key_value: init.linear(d, 2 * inner, INIT_STD, false),
             output: init.linear(inner, d, residual_std, false),
@@ -356,9 +352,7 @@ fn init_t5(c: &T5Config, seed: u64, device: &Device) -> Decoder {
         dropout: DropoutConfig::new(c.dropout).init(),
         post_norm: false,
     };
-    let blocks = (0..c.n_layer)
-        .map(|_| block(&mut init, false, false))
-        .collect();
+    let blocks = (0..c.n_layer).map(|_| block(&mut init, false)).collect();
     let encoder_position_bias = Some(RelativeBias::new(
         init.embedding(c.relative_buckets, c.n_head),
         true,
@@ -366,7 +360,7 @@ fn init_t5(c: &T5Config, seed: u64, device: &Device) -> Decoder {
     ));
     let final_norm = Some(init.norm(d, true, c.layer_norm_epsilon));
     let decoder_blocks = (0..c.n_decoder_layer)
-        .map(|_| block(&mut init, true, true))
+        .map(|_| block(&mut init, true))
         .collect();
     let decoder_position_bias = Some(RelativeBias::new(
         init.embedding(c.relative_buckets, c.n_head),

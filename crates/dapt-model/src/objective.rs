@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ModelConfig;
 use crate::loss::per_token_nll;
-use crate::mlm::{IGNORE_INDEX, MlmConfig, MlmVocab, mask_tokens};
+use crate::mlm::{MlmConfig, MlmVocab, mask_tokens};
 use crate::model::{Decoder, ids_tensor};
 use crate::rng::derive_seed;
 use crate::span::{SpanConfig, corrupt, input_and_target_lengths, noise_mask};
@@ -81,14 +81,6 @@ pub struct ObjectiveBatch {
 }
 
 impl Objective {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Clm => "clm",
-            Self::Mlm { .. } => "mlm",
-            Self::Span { .. } => "span",
-        }
-    }
-
     /// Checks the objective fits the model: causal LM needs a decoder, masked LM an
     /// encoder whose vocabulary holds the mask token, span corruption an encoder-decoder.
     pub fn validate(&self, model: &ModelConfig) -> Result<()> {
@@ -248,11 +240,8 @@ impl Objective {
                         derive_seed(seed, row as u64),
                     );
                     inputs.extend_from_slice(&masked.inputs);
-                    for (&label, &token) in masked.labels.iter().zip(tokens) {
-                        let chosen = label != IGNORE_INDEX;
-                        targets.push(token);
-                        weights.push(if chosen { 1f32 } else { 0.0 });
-                    }
+                    targets.extend_from_slice(tokens);
+                    weights.extend(masked.weights());
                 }
                 let predicted = weights.iter().filter(|&&w| w > 0.0).count();
                 Ok(ObjectiveBatch {

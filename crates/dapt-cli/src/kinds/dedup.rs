@@ -302,12 +302,17 @@ impl StageKind for DedupKind {
             roots.len()
         );
         // Representatives, from one pass over the signature files.
+        // The same pass notes the protected (evaluation) documents, few, for the index below.
+        let mut protected: Vec<usize> = Vec::new();
         let clusters = Clusters::new(roots, |visit| {
             let mut g = 0u32;
             for path in &sig_files {
                 for d in SignatureReader::open(path)? {
                     let d = d?;
                     visit(g, &d.id, d.protected, d.exact);
+                    if d.protected {
+                        protected.push(g as usize);
+                    }
                     g += 1;
                 }
             }
@@ -320,16 +325,15 @@ impl StageKind for DedupKind {
         // decontaminate only by exact normalised match, not as MinHash neighbours.
         let mut short_eval: HashSet<usize> = HashSet::new();
         for (s, shard) in shards.iter().enumerate() {
-            // Which documents are protected: one flag each, not the signatures.
-            let protected = SignatureReader::open(&sig_files[s])?
-                .map(|d| d.map(|d| d.protected))
-                .collect::<std::io::Result<Vec<bool>>>()?;
-            if !protected.contains(&true) {
+            // `protected` is in document order: this shard's are a contiguous run of it.
+            let range = offsets[s]..offsets[s] + sig_counts[s];
+            let first = protected.partition_point(|&g| g < range.start);
+            if !protected.get(first).is_some_and(|g| range.contains(g)) {
                 continue;
             }
             for (k, doc) in membership.documents(shard)?.enumerate() {
                 let doc = doc?;
-                if protected[k] {
+                if protected.binary_search(&(offsets[s] + k)).is_ok() {
                     if word_hashes(&doc.text).len() < p.decontam_ngram {
                         short_eval.insert(offsets[s] + k);
                     }
