@@ -74,8 +74,8 @@ pub struct TrainConfig {
     /// Checkpoints kept on disk (the newest ones).
     #[serde(default = "default_keep_checkpoints")]
     pub keep_checkpoints: usize,
-    /// What the model learns to predict: the next token (decoders) or masked tokens
-    /// (encoders).
+    /// What the model learns to predict: the next token (decoders), masked tokens
+    /// (encoders) or dropped spans (encoder-decoders).
     #[serde(default)]
     pub objective: Objective,
 }
@@ -448,7 +448,7 @@ fn accumulate_gradients(
         if dropout > 0.0 {
             device.seed(derive_seed(rng.seed, rng.streams_used));
         }
-        // Masks (mlm) come from the same counter, so a resumed run masks alike.
+        // Masks and spans come from the same counter, so a resumed run corrupts alike.
         let mask_seed = Objective::training_seed(rng.seed, rng.streams_used);
         rng.streams_used += 1;
         let ids = source.next_batch(config.batch_size, config.seq_len)?;
@@ -481,8 +481,8 @@ fn accumulate_gradients(
     ))
 }
 
-/// Mean NLL per predicted token on each validation set, always over the same batches (and,
-/// for mlm, the same masks).
+/// Mean NLL per predicted token on each validation set, always over the same batches (and
+/// the same masks or spans).
 fn validation_losses(
     model: &Decoder,
     sets: &mut [ValidationSet],
